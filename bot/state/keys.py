@@ -1,0 +1,54 @@
+"""Every Redis key the state package uses is built here."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+# Ids made only of these characters (Telegram chat ids, UUIDs, ...) appear verbatim in keys, which
+# keeps `redis-cli` debugging readable. Anything else - ':' that would mimic key structure, glob
+# characters that would break SCAN MATCH, braces that would break hash tags, unicode, long ids -
+# is replaced by a digest. '#' is not in the verbatim set, so a digest never equals a verbatim id.
+_VERBATIM_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_FORBIDDEN_IN_PREFIX = re.compile(r"[\s{}*?\[\]\\]")
+
+
+class StoreKeys:
+    """Key names for one deployment (`prefix`), one conversation at a time.
+
+    Layout: `<prefix>:conv:{<id>}`, `<prefix>:events:{<id>}`, `<prefix>:lock:{<id>}`.
+    The braces are a Redis Cluster hash tag, so one conversation's keys share a slot and the
+    save transaction stays valid on a cluster.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        if not prefix or _FORBIDDEN_IN_PREFIX.search(prefix):
+            raise ValueError(
+                f"invalid key prefix {prefix!r}: needs to be non-empty, without whitespace, "
+                "braces or glob characters"
+            )
+        self.prefix = prefix
+
+    def conversation(self, conversation_id: str) -> str:
+        return self._key("conv", conversation_id)
+
+    def events(self, conversation_id: str) -> str:
+        return self._key("events", conversation_id)
+
+    def lock(self, conversation_id: str) -> str:
+        return self._key("lock", conversation_id)
+
+    def pattern(self) -> str:
+        """SCAN MATCH pattern for every key under this prefix (maintenance and tests only)."""
+        return f"{self.prefix}:*"
+
+    def _key(self, kind: str, conversation_id: str) -> str:
+        return f"{self.prefix}:{kind}:{{{encode_id(conversation_id)}}}"
+
+
+def encode_id(conversation_id: str) -> str:
+    """The id as it appears inside keys: verbatim when plainly safe, otherwise a digest."""
+    if _VERBATIM_ID.fullmatch(conversation_id):
+        return conversation_id
+    digest = hashlib.sha256(conversation_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"#{digest}"
