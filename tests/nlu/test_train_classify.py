@@ -1,0 +1,251 @@
+"""Train a tiny random BERT end to end, serve it, and evaluate it.
+
+The model is 1 layer x 32 wide so the whole module runs in seconds; quality is only asserted
+as "clearly above chance" on keyword-separable data, real quality is `shopbot evaluate`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from nlu import Parse
+from nlu.classifier import METADATA_FILE, IntentClassifier, ModelNotFoundError
+from nlu.dataset import Example
+from nlu.evaluate import evaluate_intents, intent_report
+from nlu.train import (
+    TrainConfig,
+    TrainResult,
+    bundled_base_model,
+    resolve_base_model,
+    train_intents,
+)
+
+KEYWORDS = {"track_order": "parcel", "request_refund": "money", "greet": "hello"}
+FILLERS = ["please", "can you", "i want", "help me", "quickly", "today", "now", "hey", "so"]
+
+
+def tiny_training(base: Path) -> TrainConfig:
+    """A random tiny model needs a large step size to learn anything in two short epochs; one
+    thread because a 32-wide model only loses time to thread synchronisation."""
+    return TrainConfig(
+        base_model=str(base),
+        epochs=2,
+        learning_rate=1e-2,
+        batch_size=4,
+        warmup_ratio=0.0,
+        threads=1,
+    )
+
+
+def keyword_examples(per_intent: int = 40) -> list[Example]:
+    """Messages whose intent is given away by one keyword among random filler words."""
+    rng = random.Random(7)
+    return [
+        Example(f"{rng.choice(FILLERS)} {keyword} {rng.choice(FILLERS)} {i}", intent)
+        for intent, keyword in KEYWORDS.items()
+        for i in range(per_intent)
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 1-layer BERT with the bundled MiniLM tokenizer, saved as a base."""
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(bundled_base_model())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        # Wider initial weights and no dropout: with BERT's 0.02 the random [CLS] vector hardly
+        # depends on the input, and 2 of 10 seeds then never separated all three intents.
+        initializer_range=0.1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> TrainResult:
+    config = tiny_training(tiny_base)
+    output = tmp_path_factory.mktemp("models") / "intents"
+    return train_intents(keyword_examples(), output, config, progress=False)
+
+
+def test_training_writes_a_complete_artifact(trained: TrainResult) -> None:
+    files = {p.name for p in trained.output_dir.iterdir()}
+
+    assert {"config.json", "model.safetensors", "tokenizer.json", METADATA_FILE} <= files
+    assert not [p for p in trained.output_dir.parent.iterdir() if p.name.startswith(".")]
+    assert trained.labels == ("greet", "request_refund", "track_order")
+    assert (trained.n_train, trained.n_validation) == (102, 18)
+
+
+def test_metadata_records_labels_data_and_metrics(trained: TrainResult, tiny_base: Path) -> None:
+    metadata = json.loads((trained.output_dir / METADATA_FILE).read_text())
+
+    assert metadata["labels"] == list(trained.labels)
+    assert metadata["base_model"] == str(tiny_base)
+    assert metadata["n_examples"] == 120
+    assert len(metadata["data_hash"]) == 64
+    assert metadata["hyperparameters"]["epochs"] == 2
+    assert metadata["hyperparameters"]["learning_rate"] == 1e-2
+    assert set(metadata["metrics"]) == {"val_accuracy", "val_macro_f1", "train_seconds"}
+    assert metadata["metrics"]["val_accuracy"] == trained.val_accuracy
+    assert {"torch", "transformers"} <= set(metadata["versions"])
+    assert metadata["created_at"].endswith("+00:00")
+    assert [h["epoch"] for h in metadata["history"]] == [1, 2]
+
+
+def test_served_model_parses_into_a_valid_ranking(trained: TrainResult) -> None:
+    classifier = IntentClassifier.load(trained.output_dir, products=["Slim Jeans"])
+
+    parse = classifier.parse("where is my parcel, order 10023, the slim jeans")
+
+    assert isinstance(parse, Parse)
+    assert classifier.labels == trained.labels
+    assert parse.intent == parse.ranking[0]
+    assert sorted(s.name for s in parse.ranking) == sorted(trained.labels)
+    assert sum(s.confidence for s in parse.ranking) == pytest.approx(1.0, abs=1e-4)
+    assert [s.confidence for s in parse.ranking] == sorted(
+        (s.confidence for s in parse.ranking), reverse=True
+    )
+    assert parse.entity("order_id") == "10023"
+    assert parse.entity("product") == "Slim Jeans"
+    assert parse.out_of_scope is False
+    assert classifier.metadata["labels"] == list(trained.labels)
+
+
+def test_trained_model_learnt_the_keywords(trained: TrainResult) -> None:
+    classifier = IntentClassifier.load(trained.output_dir)
+    examples = keyword_examples()
+
+    parses = classifier.parse_batch([e.text for e in examples])
+
+    accuracy = sum(p.intent.name == e.intent for p, e in zip(parses, examples, strict=True)) / len(
+        examples
+    )
+    assert accuracy >= 0.6  # chance is 1/3
+    assert trained.val_accuracy is not None
+    assert trained.val_accuracy > 0.5
+
+
+def test_batch_and_single_parses_agree(trained: TrainResult) -> None:
+    classifier = IntentClassifier.load(trained.output_dir)
+    texts = ["hello there", "my money back", "parcel late", ""]
+
+    batch = classifier.parse_batch(texts)
+
+    assert [p.text for p in batch] == texts
+    for text, parse in zip(texts, batch, strict=True):
+        single = classifier.parse(text)
+        assert single.intent.name == parse.intent.name
+        assert single.intent.confidence == pytest.approx(parse.intent.confidence, abs=1e-5)
+    assert classifier.parse_batch([]) == []
+
+
+def test_retraining_replaces_the_artifact_and_is_reproducible(
+    trained: TrainResult, tiny_base: Path, tmp_path: Path
+) -> None:
+    config = tiny_training(tiny_base)
+    output = tmp_path / "intents"
+    (output / "stale").mkdir(parents=True)
+
+    again = train_intents(keyword_examples(), output, config, progress=False)
+
+    assert not (output / "stale").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["intents"]
+    assert again.val_accuracy == trained.val_accuracy
+    first = json.loads((trained.output_dir / METADATA_FILE).read_text())["history"]
+    assert json.loads((output / METADATA_FILE).read_text())["history"] == first
+
+
+def test_training_needs_two_intents(tiny_base: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 2 intents"):
+        train_intents([Example("hi", "greet")] * 4, tmp_path / "m", TrainConfig(str(tiny_base)))
+
+
+def test_base_model_is_bundled_a_directory_or_a_hub_id(tiny_base: Path) -> None:
+    assert (bundled_base_model() / "config.json").is_file()
+    assert resolve_base_model("") == str(bundled_base_model())
+    assert resolve_base_model(str(tiny_base)) == str(tiny_base.resolve())
+    assert resolve_base_model("bert-base-uncased") == "bert-base-uncased"
+
+
+def test_missing_model_says_how_to_train(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="shopbot train intents") as caught:
+        IntentClassifier.load(tmp_path / "nowhere")
+
+    assert caught.value.path == tmp_path / "nowhere"
+
+
+def test_evaluation_writes_rasa_style_reports(trained: TrainResult, tmp_path: Path) -> None:
+    classifier = IntentClassifier.load(trained.output_dir)
+    examples = [*keyword_examples(5), Example("xyzzy", "greet"), Example("qwerty", "track_order")]
+
+    report = evaluate_intents(classifier, examples, tmp_path / "reports")
+
+    written = {p.name for p in (tmp_path / "reports").iterdir()}
+    assert written == {
+        "intent_report.json",
+        "intent_errors.json",
+        "intent_confusion_matrix.png",
+        "intent_histogram.png",
+    }
+    for png in ("intent_confusion_matrix.png", "intent_histogram.png"):
+        assert (tmp_path / "reports" / png).read_bytes().startswith(b"\x89PNG")
+    rasa = json.loads((tmp_path / "reports" / "intent_report.json").read_text())
+    assert {"accuracy", "macro avg", "weighted avg", *trained.labels} <= set(rasa)
+    assert set(rasa["greet"]) == {"precision", "recall", "f1-score", "support", "confused_with"}
+    assert rasa["accuracy"] == report.accuracy
+    assert rasa["macro avg"]["f1-score"] == report.macro_f1
+    errors = json.loads((tmp_path / "reports" / "intent_errors.json").read_text())
+    assert len(errors) == round((1 - report.accuracy) * len(examples))
+    for error in errors:
+        assert set(error) == {"text", "intent", "predicted", "confidence"}
+        assert error["intent"] != error["predicted"]
+
+
+def test_report_figures_match_a_hand_computed_example() -> None:
+    truth = ["a", "a", "a", "b", "b", "c"]
+    predicted = ["a", "a", "b", "b", "c", "c"]
+
+    report = intent_report(truth, predicted)
+
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["a"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1-score": pytest.approx(0.8),
+        "support": 3,
+        "confused_with": {"b": 1},
+    }
+    assert report["b"]["precision"] == pytest.approx(0.5)
+    assert report["c"]["f1-score"] == pytest.approx(2 / 3)
+    assert report["macro avg"]["f1-score"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert report["weighted avg"]["recall"] == pytest.approx(4 / 6)
+    assert report["macro avg"]["support"] == 6
+
+
+def test_an_intent_never_predicted_scores_zero_not_nan() -> None:
+    report = intent_report(["a", "b"], ["a", "a"])
+
+    assert report["b"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1-score": 0.0,
+        "support": 1,
+        "confused_with": {"a": 1},
+    }
