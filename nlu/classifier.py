@@ -26,9 +26,7 @@ class ModelNotFoundError(FileNotFoundError):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        super().__init__(
-            f"no trained intent model in {self.path}: run `shopbot train intents` first"
-        )
+        super().__init__(f"no trained intent model in {self.path}: run `shopbot train intents` first")
 
 
 class IntentClassifier:
@@ -57,9 +55,7 @@ class IntentClassifier:
         self._batch_size = batch_size
 
     @classmethod
-    def load(
-        cls, model_dir: str | Path, products: Sequence[str] = (), threads: int = 0
-    ) -> IntentClassifier:
+    def load(cls, model_dir: str | Path, products: Sequence[str] = (), threads: int = 0) -> IntentClassifier:
         """Load a directory written by `shopbot train intents`; `threads` > 0 pins torch's."""
         model_dir = Path(model_dir)
         metadata_path = model_dir / METADATA_FILE
@@ -105,9 +101,7 @@ class IntentClassifier:
 
     @torch.inference_mode()
     def _probabilities(self, texts: list[str]) -> torch.Tensor:
-        inputs = self._tokenizer(
-            texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt"
-        )
+        inputs = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt")
         logits = self._model(**inputs).logits  # (batch, n_labels)
         return torch.softmax(logits.float(), dim=-1)
 

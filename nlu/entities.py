@@ -16,9 +16,7 @@ _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-
 _INVOICE = re.compile(r"\bINV-\d{4}-\d{3,6}\b", re.IGNORECASE)
 # International (+49 30 5550 1234, 0049 ...) or national with a trunk zero (030 5550 1234);
 # groups separated by single spaces or hyphens. The digit count is checked in `_phones`.
-_PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}|00\d{1,3}|\(?0\d{1,5}\)?)(?:[ -]?\(?\d{2,}\)?){1,5}(?!\d)"
-)
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}|00\d{1,3}|\(?0\d{1,5}\)?)(?:[ -]?\(?\d{2,}\)?){1,5}(?!\d)")
 # A 5/6-digit number not glued to other digits, letters or decimal marks ("12.50", "A12345").
 # The marker ("#", "order", "order no.", "order number:") makes it explicit, see `_order_ids`.
 _ORDER = re.compile(

@@ -28,9 +28,7 @@ class IntentReport:
     out_dir: Path
 
 
-def evaluate_intents(
-    classifier: IntentClassifier, examples: Sequence[Example], out_dir: str | Path
-) -> IntentReport:
+def evaluate_intents(classifier: IntentClassifier, examples: Sequence[Example], out_dir: str | Path) -> IntentReport:
     """Write intent_report.json, intent_errors.json and two plots; return the headline figures."""
     if not examples:
         raise ValueError("no examples to evaluate")
@@ -61,9 +59,7 @@ def evaluate_intents(
     return IntentReport(report["accuracy"], report["macro avg"]["f1-score"], len(examples), out)
 
 
-def confusion_matrix(
-    truth: Sequence[str], predicted: Sequence[str]
-) -> tuple[list[str], np.ndarray]:
+def confusion_matrix(truth: Sequence[str], predicted: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Labels (sorted union of both sides) and counts: rows are true, columns predicted."""
     labels = sorted(set(truth) | set(predicted))
     index = {label: i for i, label in enumerate(labels)}
@@ -128,9 +124,7 @@ def _plot_confusion(labels: list[str], matrix: np.ndarray, path: Path) -> None:
         for (row, column), count in np.ndenumerate(matrix):
             if count:
                 colour = "white" if count > threshold else "black"
-                axes.text(
-                    column, row, str(count), ha="center", va="center", color=colour, fontsize=7
-                )
+                axes.text(column, row, str(count), ha="center", va="center", color=colour, fontsize=7)
     figure.savefig(path, dpi=120)
 
 

@@ -144,9 +144,7 @@ def _fit(
     # Linear warmup to the full rate at step `warmup`, then linear decay towards 0 at the end.
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: min(
-            (step + 1) / (warmup + 1), (total_steps - step) / max(1, total_steps - warmup)
-        ),
+        lambda step: min((step + 1) / (warmup + 1), (total_steps - step) / max(1, total_steps - warmup)),
     )
     order = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, Any]] = []
@@ -163,8 +161,8 @@ def _fit(
                 losses.append(loss.item())
                 bar.update()
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
-            loss = round(float(np.mean(losses)), 4)
-            history.append({"epoch": epoch, "loss": loss, "val_accuracy": validate()["accuracy"]})
+            mean_loss = round(float(np.mean(losses)), 4)
+            history.append({"epoch": epoch, "loss": mean_loss, "val_accuracy": validate()["accuracy"]})
     return history
 
 
@@ -215,11 +213,14 @@ def _save_atomically(model: Any, tokenizer: Any, metadata: dict[str, Any], outpu
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
-    staging.chmod(0o755)  # mkdtemp makes it owner-only; serving may run as another user
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", "utf-8")
+        # mkdtemp and the safetensors writer make owner-only files; serving may run as another user.
+        staging.chmod(0o755)
+        for file in staging.iterdir():
+            file.chmod(0o644 if file.is_file() else 0o755)
         if output.exists():
             # A directory cannot be replaced in one rename; move the old one aside first.
             retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))

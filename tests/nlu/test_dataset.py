@@ -45,9 +45,7 @@ def test_yaml_examples_are_read_with_entities_and_offsets(tmp_path: Path) -> Non
     examples = load_examples(write(tmp_path, "nlu.yml", RASA_YAML))
 
     assert [e.intent for e in examples] == ["track_order"] * 3 + ["greet"] * 2
-    assert examples[0] == Example(
-        "where is my order 10023?", "track_order", (Entity("order_id", "10023", 18, 23),)
-    )
+    assert examples[0] == Example("where is my order 10023?", "track_order", (Entity("order_id", "10023", 18, 23),))
     assert examples[1].entities == (Entity("product", "Aurora Merino Sweater", 7, 28),)
     assert examples[2].text == "track 10031 and 10032 please"
     for example in examples:
@@ -56,9 +54,7 @@ def test_yaml_examples_are_read_with_entities_and_offsets(tmp_path: Path) -> Non
 
 
 def test_json_annotation_value_and_rasa2_synonym_are_the_entity_value() -> None:
-    text, entities = strip_annotations(
-        'ship to [NYC]{"entity": "city", "value": "New York"} in [navy](colour:blue)'
-    )
+    text, entities = strip_annotations('ship to [NYC]{"entity": "city", "value": "New York"} in [navy](colour:blue)')
 
     assert text == "ship to NYC in navy"
     assert entities == (Entity("city", "New York", 8, 11), Entity("colour", "blue", 15, 19))
@@ -116,9 +112,7 @@ def test_a_folder_loads_every_nlu_file_in_name_order(tmp_path: Path) -> None:
         ("missing.yml", None, "no such file"),
     ],
 )
-def test_malformed_input_names_file_and_place(
-    tmp_path: Path, name: str, content: str | None, message: str
-) -> None:
+def test_malformed_input_names_file_and_place(tmp_path: Path, name: str, content: str | None, message: str) -> None:
     path = write(tmp_path, name, content) if content is not None else tmp_path / name
 
     with pytest.raises(DatasetError, match=name) as caught:

@@ -99,9 +99,7 @@ def test_offsets_index_into_the_given_text(text: str, expected: list[tuple[str, 
 
 
 def test_products_are_only_found_when_a_catalogue_is_given() -> None:
-    assert extract_entities("the Slim Jeans in L size") == extract_entities(
-        "the Slim Jeans in L size", ()
-    )
+    assert extract_entities("the Slim Jeans in L size") == extract_entities("the Slim Jeans in L size", ())
     assert [e.entity for e in extract_entities("the Slim Jeans in L size")] == ["size"]
 
 

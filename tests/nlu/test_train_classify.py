@@ -88,6 +88,7 @@ def test_training_writes_a_complete_artifact(trained: TrainResult) -> None:
     files = {p.name for p in trained.output_dir.iterdir()}
 
     assert {"config.json", "model.safetensors", "tokenizer.json", METADATA_FILE} <= files
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in trained.output_dir.iterdir())  # others may serve it
     assert not [p for p in trained.output_dir.parent.iterdir() if p.name.startswith(".")]
     assert trained.labels == ("greet", "request_refund", "track_order")
     assert (trained.n_train, trained.n_validation) == (102, 18)
@@ -119,9 +120,7 @@ def test_served_model_parses_into_a_valid_ranking(trained: TrainResult) -> None:
     assert parse.intent == parse.ranking[0]
     assert sorted(s.name for s in parse.ranking) == sorted(trained.labels)
     assert sum(s.confidence for s in parse.ranking) == pytest.approx(1.0, abs=1e-4)
-    assert [s.confidence for s in parse.ranking] == sorted(
-        (s.confidence for s in parse.ranking), reverse=True
-    )
+    assert [s.confidence for s in parse.ranking] == sorted((s.confidence for s in parse.ranking), reverse=True)
     assert parse.entity("order_id") == "10023"
     assert parse.entity("product") == "Slim Jeans"
     assert parse.out_of_scope is False
@@ -134,9 +133,7 @@ def test_trained_model_learnt_the_keywords(trained: TrainResult) -> None:
 
     parses = classifier.parse_batch([e.text for e in examples])
 
-    accuracy = sum(p.intent.name == e.intent for p, e in zip(parses, examples, strict=True)) / len(
-        examples
-    )
+    accuracy = sum(p.intent.name == e.intent for p, e in zip(parses, examples, strict=True)) / len(examples)
     assert accuracy >= 0.6  # chance is 1/3
     assert trained.val_accuracy is not None
     assert trained.val_accuracy > 0.5

@@ -1,0 +1,1 @@
+"""ShopBot: the customer-support assistant service (settings, engine, actions, state, channels)."""

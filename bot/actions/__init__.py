@@ -1,0 +1,1 @@
+"""The shop's support actions (rasa-sdk), its knowledge files and its order system."""

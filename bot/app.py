@@ -1,0 +1,105 @@
+"""The composition root: settings in, a running engine (and the web app around it) out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import date
+
+import yaml
+from fastapi import FastAPI
+
+from bot.actions.demo_orders import SqliteOrderStore, create_demo_store
+from bot.actions.knowledge import ShopKnowledge
+from bot.actions.registry import build_executor
+from bot.actions.runner import ActionRunner, LocalActionRunner, RemoteActionRunner
+from bot.engine import Engine, EngineConfig
+from bot.router import RoutingPolicy
+from bot.settings import Settings
+from bot.state import ConversationStore, MemoryStore, RedisStore
+from nlu.classifier import IntentClassifier
+
+log = logging.getLogger(__name__)
+
+
+def load_knowledge(settings: Settings) -> ShopKnowledge:
+    data = settings.data
+    return ShopKnowledge.load(data.shop, data.faq, data.responses, shop_name=settings.shop.name)
+
+
+def open_orders(settings: Settings, knowledge: ShopKnowledge, *, reset: bool = False) -> SqliteOrderStore:
+    """The demo order store, created from the seed file on first use (or when `reset`)."""
+    catalog = yaml.safe_load(settings.data.catalog.read_text(encoding="utf-8"))["products"]
+    if reset or not settings.data.orders_db.exists():
+        count = create_demo_store(settings.data.orders_db, settings.data.orders_seed,
+                                  knowledge.facts["delivery_options"], date.today())
+        log.info("created the demo order store %s with %d orders", settings.data.orders_db, count)
+    return SqliteOrderStore(settings.data.orders_db, catalog,
+                            changeable=knowledge.facts["cancellation"]["change_statuses"])
+
+
+def open_store(settings: Settings) -> ConversationStore:
+    """Redis when REDIS_URL is set, otherwise this process's memory."""
+    state = settings.state
+    if settings.secrets.redis_url:
+        return RedisStore.from_url(
+            settings.secrets.redis_url.reveal(), prefix=state.key_prefix, ttl_s=state.conversation_ttl_s,
+            events_limit=state.events_limit, lock_ttl_ms=state.lock_ttl_ms, lock_wait_ms=state.lock_wait_ms,
+            password=settings.secrets.redis_password.reveal() or None,
+        )
+    return MemoryStore(ttl_s=state.conversation_ttl_s, events_limit=state.events_limit,
+                       lock_wait_ms=state.lock_wait_ms)
+
+
+def product_names(settings: Settings) -> list[str]:
+    catalog = yaml.safe_load(settings.data.catalog.read_text(encoding="utf-8"))["products"]
+    return [str(p["name"]) for p in catalog]
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the channels need, built once per process."""
+
+    settings: Settings
+    engine: Engine
+    classifier: IntentClassifier
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Load models, open the stores and the action runner; close everything on exit."""
+    async with AsyncExitStack() as stack:
+        knowledge = load_knowledge(settings)
+        classifier = IntentClassifier.load(settings.nlu.model_dir, products=product_names(settings),
+                                           threads=settings.nlu.threads)
+        store = open_store(settings)
+        stack.push_async_callback(store.aclose)
+        runner: ActionRunner
+        if settings.actions.endpoint:
+            remote = RemoteActionRunner(settings.actions.endpoint, settings.actions.timeout_s)
+            stack.push_async_callback(remote.aclose)
+            runner = remote
+        else:
+            runner = LocalActionRunner(build_executor(knowledge, open_orders(settings, knowledge)))
+        config = EngineConfig(
+            policy=RoutingPolicy(settings.nlu.confidence_threshold, settings.nlu.ambiguity_margin),
+            history_limit=settings.state.history_limit,
+            max_message_chars=settings.messages.max_chars,
+        )
+        yield Services(settings, Engine(store, classifier, runner, knowledge, config), classifier)
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The ShopBot web app: REST API now; the widget, console and Telegram mount here too."""
+    from bot.channels import rest  # channels depend on the engine, never the other way round
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
+        async with open_services(settings) as services:
+            yield {"services": services}
+
+    app = FastAPI(title=f"ShopBot ({settings.shop.name})", version="0.1.0", lifespan=lifespan)
+    rest.install(app, settings)
+    return app

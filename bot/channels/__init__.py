@@ -1,0 +1,1 @@
+"""Channel adapters: parse a transport's payload into an InboundMessage, render the replies."""

@@ -1,0 +1,121 @@
+"""The REST channel: JSON in, replies out. Also health, readiness and clear errors for bad requests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from bot.app import Services
+from bot.channels.limits import BodySizeLimit
+from bot.engine import InputRejected
+from bot.settings import Settings
+from bot.state import ConversationBusy, StoreUnavailable
+from bot.types import InboundMessage
+
+router = APIRouter()
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr = Field(description="What the shopper wrote, or a button payload such as /affirm.")
+    conversation_id: StrictStr | None = Field(
+        default=None, min_length=1, max_length=200, description="Omit to start a new conversation."
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Page URL, customer id...")
+
+
+class ButtonOut(BaseModel):
+    title: str
+    payload: str
+
+
+class ReplyOut(BaseModel):
+    text: str
+    buttons: list[ButtonOut]
+    kind: str
+
+
+class MessagesOut(BaseModel):
+    conversation_id: str
+    replies: list[ReplyOut]
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+@router.post("/api/v1/messages", response_model=MessagesOut, tags=["chat"],
+             responses={422: {"description": "empty, too long or malformed message"},
+                        409: {"description": "the conversation is busy with another message"},
+                        503: {"description": "the conversation store is unavailable"}})
+async def post_message(body: MessageIn, request: Request) -> MessagesOut | JSONResponse:
+    """Send one shopper message and get the bot's replies."""
+    conversation_id = body.conversation_id or uuid.uuid4().hex
+    message = InboundMessage("rest", conversation_id, body.text, metadata=body.metadata)
+    try:
+        replies = await _services(request).engine.handle(message)
+    except InputRejected as exc:
+        return JSONResponse(status_code=422, content={"detail": str(exc), "reply": exc.reply})
+    except ConversationBusy:
+        return JSONResponse(status_code=409, content={"detail": "this conversation is still busy with "
+                                                                "the previous message, retry shortly"},
+                            headers={"Retry-After": "1"})
+    except StoreUnavailable:
+        return JSONResponse(status_code=503, content={"detail": "the conversation store is unavailable, "
+                                                                "retry shortly"}, headers={"Retry-After": "5"})
+    return MessagesOut(conversation_id=conversation_id, replies=[ReplyOut(**r.to_json()) for r in replies])
+
+
+@router.get("/api/v1/conversations/{conversation_id}", tags=["chat"])
+async def get_conversation(conversation_id: str, request: Request) -> JSONResponse:
+    """The transcript of one conversation (who said what, with the bot's route)."""
+    conversation = await _services(request).engine.store.load(conversation_id)
+    if conversation is None:
+        return JSONResponse(status_code=404, content={"detail": f"no conversation '{conversation_id}'"})
+    return JSONResponse({"conversation_id": conversation.id, "mode": conversation.mode.value,
+                         "history": [t.to_json() for t in conversation.history]})
+
+
+@router.get("/", include_in_schema=False)
+async def home() -> RedirectResponse:
+    """The interactive API explorer, where the demo shop can be talked to from the browser."""
+    return RedirectResponse("/docs")
+
+
+@router.get("/healthz", tags=["ops"])
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"])
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to answer: the model is loaded and the conversation store answers."""
+    services = _services(request)
+    store_ok = await services.engine.store.ping()
+    body = {"status": "ok" if store_ok else "unavailable", "store": store_ok,
+            "model": services.classifier.metadata.get("created_at", "loaded")}
+    return JSONResponse(status_code=200 if store_ok else 503, content=body)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+    return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Mount the REST routes with the body-size limit and readable validation errors."""
+    app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _invalid_request)

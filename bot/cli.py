@@ -1,0 +1,88 @@
+"""`shopbot`: serve, chat, train, evaluate, run the action server, reset the demo orders."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bot.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("shopbot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shopbot", description="ShopBot, the shop's support assistant.")
+    parser.add_argument("--config", type=Path, help="settings file (default: config.yml or $SHOPBOT_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the web app (REST API, demo shop)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    chat = commands.add_parser("chat", help="talk to the bot in this terminal")
+    chat.add_argument("--conversation-id", default="terminal")
+
+    train = commands.add_parser("train", help="train the models (only the missing ones unless --force)")
+    train.add_argument("target", nargs="?", choices=["all", "intents"], default="all")
+    train.add_argument("--force", action="store_true", help="retrain even if a model exists")
+    train.add_argument("--data", type=Path, help="training data (default: data.nlu in config.yml)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--output", type=Path, help="artifact directory (default: nlu.model_dir)")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained model")
+    evaluate.add_argument("target", choices=["intents"])
+    evaluate.add_argument("--data", type=Path,
+                          help="Rasa NLU YAML or CSV (text,intent); default: the validation split of data.nlu")
+    evaluate.add_argument("--out", type=Path, default=Path("reports/intents"))
+
+    actions = commands.add_parser("actions", help="serve the actions with the rasa-sdk action server")
+    actions.add_argument("--port", type=int)
+
+    orders = commands.add_parser("orders", help="the demo order store")
+    orders.add_argument("operation", choices=["reset"], help="recreate it from data/demo_orders.yml")
+
+    commands.add_parser("config", help="print the effective settings (secrets hidden)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("SHOPBOT_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"shopbot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from bot import commands  # heavy imports (torch) only once the settings are valid
+
+    handlers = {
+        "serve": commands.serve, "chat": commands.chat, "train": commands.train,
+        "evaluate": commands.evaluate, "actions": commands.actions, "orders": commands.orders,
+        "config": _print_config,
+    }
+    try:
+        return handlers[args.command](settings, args)
+    except commands.UserError as exc:
+        print(f"shopbot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _print_config(settings: Settings, args: argparse.Namespace) -> int:
+    print(settings)
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,153 @@
+"""What each `shopbot` command does, once the settings are loaded."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+
+from bot.app import build_app, load_knowledge, open_orders, open_services, product_names
+from bot.settings import Settings
+from bot.types import InboundMessage, Reply
+from nlu.classifier import METADATA_FILE, IntentClassifier, ModelNotFoundError
+from nlu.dataset import DatasetError, Example, load_examples, stratified_split
+
+log = logging.getLogger("shopbot")
+
+
+class UserError(Exception):
+    """Something the user can fix; printed without a traceback."""
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    server = dataclasses.replace(settings.server, host=args.host or settings.server.host,
+                                 port=args.port or settings.server.port)
+    settings = dataclasses.replace(settings, server=server)
+    _require_model(settings)
+    log.info("serving %s on http://%s:%d", settings.shop.name, server.host, server.port)
+    uvicorn.run(build_app(settings), host=server.host, port=server.port, log_level="info")
+    return 0
+
+
+def chat(settings: Settings, args: argparse.Namespace) -> int:
+    _require_model(settings)
+    asyncio.run(_chat(settings, args.conversation_id))
+    return 0
+
+
+def _show(replies: list[Reply]) -> list[str]:
+    """Print replies; returns the button payloads so the shopper can answer with their number."""
+    payloads: list[str] = []
+    for reply in replies:
+        print(f"bot> {reply.text}")
+        for button in reply.buttons:
+            payloads.append(button.payload)
+            print(f"     [{len(payloads)}] {button.title}")
+    return payloads
+
+
+async def _chat(settings: Settings, conversation_id: str) -> None:
+    from bot.engine import InputRejected
+
+    async with open_services(settings) as services:
+        print(f"Talking to {settings.shop.name}'s assistant. Type 'quit' to leave; a number presses a button.")
+        payloads: list[str] = []
+        while True:
+            try:
+                text = await asyncio.to_thread(input, "you> ")
+            except EOFError:
+                break
+            if text.strip().lower() in ("quit", "exit"):
+                break
+            if text.strip().isdigit() and 0 < int(text) <= len(payloads):
+                text = payloads[int(text) - 1]
+            try:
+                replies = await services.engine.handle(InboundMessage("terminal", conversation_id, text))
+            except InputRejected as exc:
+                print(f"bot> {exc.reply}")
+                continue
+            payloads = _show(replies)
+
+
+def train(settings: Settings, args: argparse.Namespace) -> int:
+    from nlu.train import TrainConfig, train_intents
+
+    output = args.output or settings.nlu.model_dir
+    if not args.force and (output / METADATA_FILE).is_file():
+        print(f"intent model already trained in {output} (use --force to retrain)")
+        return 0
+    examples = _examples(args.data or settings.data.nlu)
+    t = settings.nlu.train
+    config = TrainConfig(base_model=settings.nlu.base_model, epochs=args.epochs or t.epochs,
+                         learning_rate=args.learning_rate or t.learning_rate, batch_size=t.batch_size,
+                         max_length=t.max_length, validation_fraction=t.validation_fraction, seed=t.seed)
+    print(f"training the intent classifier on {len(examples)} examples ({config.epochs} epochs)...")
+    result = train_intents(examples, output, config)
+    print(f"saved to {result.output_dir}: validation accuracy {result.val_accuracy:.4f}, "
+          f"macro-F1 {result.val_macro_f1:.4f}, {result.train_seconds:.0f} s "
+          f"({result.n_train} train / {result.n_validation} validation examples)")
+    return 0
+
+
+def evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from nlu.evaluate import evaluate_intents
+
+    classifier = _classifier(settings)
+    if args.data:
+        examples, source = _examples(args.data), str(args.data)
+    else:  # the held-out split the model was scored on while training, rebuilt from its metadata
+        params = classifier.metadata.get("hyperparameters", {})
+        _, examples = stratified_split(_examples(settings.data.nlu), params.get("validation_fraction", 0.15),
+                                       params.get("seed", 13))
+        source = f"validation split of {settings.data.nlu}"
+    report = evaluate_intents(classifier, examples, args.out)
+    print(f"{source}: {report.n_examples} examples")
+    print(f"accuracy: {report.accuracy:.4f}\nmacro_f1: {report.macro_f1:.4f}")
+    print(f"reports written to {report.out_dir}/ (intent_report.json, intent_errors.json, "
+          "intent_confusion_matrix.png, intent_histogram.png)")
+    return 0
+
+
+def actions(settings: Settings, args: argparse.Namespace) -> int:
+    from rasa_sdk.endpoint import create_app
+
+    from bot.actions.registry import build_executor
+
+    knowledge = load_knowledge(settings)
+    executor = build_executor(knowledge, open_orders(settings, knowledge))
+    port = args.port or settings.actions.server_port
+    app = create_app(executor, cors_origins=[])
+    log.info("action server with %d actions on http://127.0.0.1:%d/webhook", len(executor.actions), port)
+    app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False)
+    return 0
+
+
+def orders(settings: Settings, args: argparse.Namespace) -> int:
+    knowledge = load_knowledge(settings)
+    open_orders(settings, knowledge, reset=True)
+    print(f"demo order store recreated at {settings.data.orders_db}")
+    return 0
+
+
+def _examples(path: Path) -> list[Example]:
+    try:
+        return load_examples(path)
+    except (DatasetError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _classifier(settings: Settings) -> IntentClassifier:
+    try:
+        return IntentClassifier.load(settings.nlu.model_dir, products=product_names(settings),
+                                     threads=settings.nlu.threads)
+    except ModelNotFoundError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _require_model(settings: Settings) -> None:
+    if not (settings.nlu.model_dir / METADATA_FILE).is_file():
+        raise UserError(f"no trained intent model in {settings.nlu.model_dir}: run `shopbot train` first")

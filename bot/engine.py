@@ -1,0 +1,152 @@
+"""One message in, replies out: guard, lock, load, parse, route, act, check, save."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.actions.base import AWAITING_ACTION, REQUESTED_SLOT
+from bot.actions.knowledge import ShopKnowledge
+from bot.actions.registry import CONVERSATION_INTENTS, SUPPORT_INTENTS
+from bot.actions.runner import ActionFailed, ActionResult, ActionRunner
+from bot.payloads import parse_payload
+from bot.router import Route, RouteKind, RoutingPolicy, route
+from bot.state import ConversationStore, Event
+from bot.types import Button, Conversation, InboundMessage, Reply, ReplyKind, Turn
+from generation.safety import VerdictAction, check_reply, clean_text
+from nlu.parse import Parse
+
+log = logging.getLogger(__name__)
+
+
+class IntentParser(Protocol):
+    def parse(self, text: str) -> Parse: ...
+
+
+class InputRejected(ValueError):
+    """The message cannot be processed as sent; `reply` is the polite answer for the shopper."""
+
+    def __init__(self, reason: str, reply: str) -> None:
+        super().__init__(reason)
+        self.reply = reply
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    policy: RoutingPolicy = RoutingPolicy()
+    history_limit: int = 50
+    max_message_chars: int = 4_000
+    max_reply_chars: int = 4_000
+
+
+class Engine:
+    """The conversation engine: channels call `handle`; it never knows which channel called."""
+
+    def __init__(self, store: ConversationStore, parser: IntentParser, actions: ActionRunner,
+                 knowledge: ShopKnowledge, config: EngineConfig) -> None:
+        self.store = store
+        self.parser = parser
+        self.actions = actions
+        self.knowledge = knowledge
+        self.config = config
+
+    def check_text(self, text: str) -> str:
+        """The cleaned text, or InputRejected when it is empty or too long."""
+        cleaned = clean_text(text)
+        if not cleaned:
+            raise InputRejected("text is empty", self.knowledge.answer("message_empty"))
+        if len(cleaned) > self.config.max_message_chars:
+            reply = self.knowledge.answer("message_too_long", max_chars=self.config.max_message_chars)
+            raise InputRejected(f"text is longer than {self.config.max_message_chars} characters", reply)
+        return cleaned
+
+    async def parse(self, text: str) -> Parse:
+        """A button payload is read directly; anything else goes to the intent classifier."""
+        payload = parse_payload(text, SUPPORT_INTENTS | CONVERSATION_INTENTS)
+        if payload is not None:
+            return payload
+        return await asyncio.to_thread(self.parser.parse, text)
+
+    async def handle(self, message: InboundMessage) -> list[Reply]:
+        """Answer one shopper message; the conversation is locked while it is handled."""
+        text = self.check_text(message.text)
+        async with self.store.lock(message.conversation_id):
+            conversation = await self.store.load(message.conversation_id) or Conversation(
+                id=message.conversation_id, channel=message.channel
+            )
+            parse = await self.parse(text)
+            decision = route(conversation, parse, self.config.policy)
+            replies, slots, events = await self._respond(decision, conversation, parse, message.channel)
+            replies, verdict_events = self._check(replies)
+            now = time.time()
+            turns = [Turn("user", text, now, parse.intent.name, parse.intent.confidence, decision.kind.value)]
+            turns += [Turn("bot", r.text, now, route=decision.kind.value) for r in replies]
+            conversation = conversation.with_slots(slots).with_turns(turns, self.config.history_limit)
+            events = [
+                Event("user", now, {"text": text, "channel": message.channel}),
+                Event("parse", now, parse.to_json()),
+                Event("route", now, {"kind": decision.kind.value, "action": decision.action,
+                                     "reason": decision.reason}),
+                *events,
+                *verdict_events,
+                *(Event("reply", now, r.to_json()) for r in replies),
+            ]
+            await self.store.save(conversation, events)
+        return replies
+
+    async def _respond(self, decision: Route, conversation: Conversation, parse: Parse,
+                       channel: str) -> tuple[list[Reply], dict[str, object], list[Event]]:
+        if decision.kind is RouteKind.SILENT:
+            return [], {}, []
+        if decision.kind is not RouteKind.ACTION or decision.action is None:
+            return [self._offer(decision)], _forget_question(), []
+        try:
+            result = await self.actions.run(decision.action, conversation, parse, channel)
+        except ActionFailed as exc:
+            log.error("conversation %s: %s", conversation.id, exc)
+            reply = Reply(self.knowledge.answer("action_failed"), kind=ReplyKind.FALLBACK)
+            return [reply], {}, [Event("error", time.time(), {"action": exc.action, "error": str(exc)})]
+        return _replies(result), _slot_changes(result), [
+            Event("action", time.time(), {"name": decision.action, "slots": dict(result.slots)})
+        ]
+
+    def _offer(self, decision: Route) -> Reply:
+        """Fallback or clarification: say so and offer the likeliest intents as buttons."""
+        key, kind = ("clarify", ReplyKind.CLARIFY) if decision.kind is RouteKind.CLARIFY else (
+            "fallback", ReplyKind.FALLBACK)
+        buttons = [Button(self.knowledge.answer(f"title_{i}"), f"/{i}") for i in decision.options
+                   if self.knowledge.has(f"title_{i}")]
+        if not any(b.payload == "/contact_human_agent" for b in buttons):
+            buttons.append(Button(self.knowledge.answer("title_contact_human_agent"), "/contact_human_agent"))
+        return Reply(self.knowledge.answer(key), tuple(buttons), kind)
+
+    def _check(self, replies: list[Reply]) -> tuple[list[Reply], list[Event]]:
+        """The mandatory safety checkpoint: every reply passes it before it is sent."""
+        checked, events = [], []
+        for reply in replies:
+            verdict = check_reply(reply.text, self.config.max_reply_chars)
+            if verdict.action is not VerdictAction.ALLOW:
+                events.append(Event("verdict", time.time(), {"action": verdict.action.value,
+                                                             "reasons": list(verdict.reasons)}))
+            if verdict.action is not VerdictAction.BLOCK:
+                checked.append(Reply(verdict.text, reply.buttons, reply.kind))
+        return checked, events
+
+
+def _forget_question() -> dict[str, object]:
+    return {REQUESTED_SLOT: None, AWAITING_ACTION: None}
+
+
+def _slot_changes(result: ActionResult) -> dict[str, object]:
+    """The action's slot events; a question it did not ask again is forgotten."""
+    changes = dict(result.slots)
+    if REQUESTED_SLOT not in changes:
+        changes.update(_forget_question())
+    return changes
+
+
+def _replies(result: ActionResult) -> list[Reply]:
+    return [Reply(m.text, m.buttons, ReplyKind.ACTION) for m in result.messages]

@@ -1,0 +1,6 @@
+"""The safety checkpoint every reply passes and the guard every incoming message passes."""
+
+from generation.safety.text import clean_text
+from generation.safety.verdict import Verdict, VerdictAction, check_reply
+
+__all__ = ["Verdict", "VerdictAction", "check_reply", "clean_text"]

@@ -1,0 +1,61 @@
+"""The `shopbot` command through its real entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def shopbot(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", "--config", str(ROOT / "config.yml"), *args],
+                          input=stdin, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SHOPBOT_ROOT": str(ROOT), **(env or {})})
+
+
+def test_chat_in_the_terminal_with_buttons(tmp_path: Path, intent_model_dir: Path) -> None:
+    env = {"SHOPBOT_NLU__MODEL_DIR": str(intent_model_dir), "SHOPBOT_DATA__ORDERS_DB": str(tmp_path / "o.sqlite")}
+    script = "hello\nwhere is my order?\n10023\ncancel order 10035\noliver.hughes@example.com\n2\nquit\n"
+    result = shopbot("chat", stdin=script, env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "JJD0001234567" in out and "Shall I cancel it?" in out
+    assert "[1] Yes" in out and "[2] No" in out
+    assert "haven't changed anything" in out  # "2" pressed the No button
+
+
+def test_evaluate_writes_rasa_compatible_reports(tmp_path: Path, intent_model_dir: Path) -> None:
+    data = tmp_path / "held_out.csv"
+    data.write_text("text,intent\nwhere is my parcel,track_order\ncan i pay with paypal,check_payment_methods\n"
+                    "hello there,greet\nI'd like my money back,get_refund\n", encoding="utf-8")
+    out = tmp_path / "report"
+    result = shopbot("evaluate", "intents", "--data", str(data), "--out", str(out),
+                     env={"SHOPBOT_NLU__MODEL_DIR": str(intent_model_dir)})
+    assert result.returncode == 0, result.stderr
+    assert "accuracy:" in result.stdout and "macro_f1:" in result.stdout
+    report = json.loads((out / "intent_report.json").read_text())
+    assert {"accuracy", "macro avg", "weighted avg", "track_order"} <= report.keys()
+    assert report["track_order"]["support"] == 1
+    for name in ("intent_errors.json", "intent_confusion_matrix.png", "intent_histogram.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    result = shopbot("chat", env={"SHOPBOT_NLU__MODEL_DIR": str(tmp_path / "none")})
+    assert result.returncode == 1 and "run `shopbot train` first" in result.stderr
+
+
+def test_train_skips_an_existing_model(intent_model_dir: Path) -> None:
+    result = shopbot("train", env={"SHOPBOT_NLU__MODEL_DIR": str(intent_model_dir)})
+    assert result.returncode == 0 and "already trained" in result.stdout
+
+
+def test_bad_training_data_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "nlu.yml"
+    bad.write_text("nlu:\n- intent: greet\n  examples: 5\n", encoding="utf-8")
+    result = shopbot("train", "--force", "--data", str(bad), "--output", str(tmp_path / "m"))
+    assert result.returncode == 1 and "nlu.yml" in result.stderr
