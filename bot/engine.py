@@ -70,6 +70,11 @@ class Engine:
             return payload
         return await asyncio.to_thread(self.parser.parse, text)
 
+    async def explain(self, text: str) -> tuple[Parse, Route]:
+        """What the bot would make of `text` in a fresh conversation; nothing is stored."""
+        parse = await self.parse(self.check_text(text))
+        return parse, route(Conversation(id="parse-only"), parse, self.config.policy)
+
     async def handle(self, message: InboundMessage) -> list[Reply]:
         """Answer one shopper message; the conversation is locked while it is handled."""
         text = self.check_text(message.text)

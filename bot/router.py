@@ -35,6 +35,16 @@ class Route:
     options: tuple[str, ...] = ()  # intents offered by CLARIFY / FALLBACK
 
 
+HANDOFF_ACTION = "action_contact_human_agent"
+
+
+def route_name(decision: Route) -> str:
+    """The route as the parse API names it: action, clarify, fallback or handoff."""
+    if decision.kind is RouteKind.SILENT or decision.action == HANDOFF_ACTION:
+        return "handoff"
+    return decision.kind.value
+
+
 @dataclass(frozen=True)
 class RoutingPolicy:
     confidence_threshold: float = 0.5

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from bot.app import Services
 from bot.channels.limits import BodySizeLimit
 from bot.engine import InputRejected
+from bot.router import route_name
 from bot.settings import Settings
 from bot.state import ConversationBusy, StoreUnavailable
 from bot.types import InboundMessage
@@ -71,6 +72,22 @@ async def post_message(body: MessageIn, request: Request) -> MessagesOut | JSONR
         return JSONResponse(status_code=503, content={"detail": "the conversation store is unavailable, "
                                                                 "retry shortly"}, headers={"Retry-After": "5"})
     return MessagesOut(conversation_id=conversation_id, replies=[ReplyOut(**r.to_json()) for r in replies])
+
+
+class ParseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr
+
+
+@router.post("/api/v1/parse", tags=["nlu"], responses={422: {"description": "empty, too long or malformed text"}})
+async def post_parse(body: ParseIn, request: Request) -> JSONResponse:
+    """The NLU result and the route the bot would take, without touching any conversation."""
+    try:
+        parse, decision = await _services(request).engine.explain(body.text)
+    except InputRejected as exc:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+    return JSONResponse({**parse.to_json(), "route": route_name(decision)})
 
 
 @router.get("/api/v1/conversations/{conversation_id}", tags=["chat"])
