@@ -18,7 +18,8 @@ from bot.actions.runner import ActionRunner, LocalActionRunner, RemoteActionRunn
 from bot.engine import Engine, EngineConfig
 from bot.router import RoutingPolicy
 from bot.settings import Settings
-from bot.state import ConversationStore, MemoryStore, RedisStore
+from bot.state import ConversationStore, FileReviewLog, MemoryStore, RedisReviewLog, RedisStore, ReviewLog
+from bot.state.keys import StoreKeys
 from nlu.classifier import IntentClassifier
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,18 @@ def open_store(settings: Settings) -> ConversationStore:
                        lock_wait_ms=state.lock_wait_ms)
 
 
+def open_review_log(settings: Settings) -> FileReviewLog | RedisReviewLog:
+    """Where unsure messages are kept for labelling: Redis when REDIS_URL is set, a file otherwise."""
+    if settings.secrets.redis_url:
+        import redis.asyncio as redis
+
+        client = redis.Redis.from_url(settings.secrets.redis_url.reveal(), socket_timeout=5.0,
+                                      password=settings.secrets.redis_password.reveal() or None)
+        return RedisReviewLog(client, StoreKeys(settings.state.key_prefix).review(), settings.nlu.review_limit,
+                              ttl_s=settings.state.conversation_ttl_s * 4)
+    return FileReviewLog(settings.nlu.review_file, settings.nlu.review_limit)
+
+
 def product_names(settings: Settings) -> list[str]:
     catalog = yaml.safe_load(settings.data.catalog.read_text(encoding="utf-8"))["products"]
     return [str(p["name"]) for p in catalog]
@@ -76,6 +89,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                                            threads=settings.nlu.threads)
         store = open_store(settings)
         stack.push_async_callback(store.aclose)
+        review: ReviewLog = open_review_log(settings)
+        if isinstance(review, RedisReviewLog):
+            stack.push_async_callback(review.aclose)
         runner: ActionRunner
         if settings.actions.endpoint:
             remote = RemoteActionRunner(settings.actions.endpoint, settings.actions.timeout_s)
@@ -88,7 +104,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             history_limit=settings.state.history_limit,
             max_message_chars=settings.messages.max_chars,
         )
-        yield Services(settings, Engine(store, classifier, runner, knowledge, config), classifier)
+        yield Services(settings, Engine(store, classifier, runner, knowledge, config, review), classifier)
 
 
 def build_app(settings: Settings) -> FastAPI:

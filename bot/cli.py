@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     orders = commands.add_parser("orders", help="the demo order store")
     orders.add_argument("operation", choices=["reset"], help="recreate it from data/demo_orders.yml")
 
+    nlu = commands.add_parser("nlu", help="improve the intent classifier")
+    nlu_commands = nlu.add_subparsers(dest="nlu_command", required=True)
+    review = nlu_commands.add_parser("review", help="export unsure messages as Rasa NLU YAML to label")
+    review.add_argument("--out", type=Path, default=Path("reports/nlu_review.yml"))
+    review.add_argument("--limit", type=int, default=1000, help="newest messages to export")
+
     commands.add_parser("config", help="print the effective settings (secrets hidden)")
     return parser
 
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "serve": commands.serve, "chat": commands.chat, "train": commands.train,
         "evaluate": commands.evaluate, "actions": commands.actions, "orders": commands.orders,
-        "config": _print_config,
+        "config": _print_config, "nlu": commands.nlu_review,
     }
     try:
         return handlers[args.command](settings, args)

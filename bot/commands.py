@@ -133,6 +133,26 @@ def orders(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def nlu_review(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import open_review_log
+    from bot.state.review import RedisReviewLog, to_rasa_yaml
+
+    async def export() -> int:
+        log_ = open_review_log(settings)
+        try:
+            items = await log_.items(args.limit)
+        finally:
+            if isinstance(log_, RedisReviewLog):
+                await log_.aclose()
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(to_rasa_yaml(items), encoding="utf-8")
+        return len(items)
+
+    count = asyncio.run(export())
+    print(f"{count} message(s) exported to {args.out}: label them, then merge into {settings.data.nlu}")
+    return 0
+
+
 def _examples(path: Path) -> list[Example]:
     try:
         return load_examples(path)

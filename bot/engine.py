@@ -13,10 +13,11 @@ from bot.actions.knowledge import ShopKnowledge
 from bot.actions.registry import CONVERSATION_INTENTS, SUPPORT_INTENTS
 from bot.actions.runner import ActionFailed, ActionResult, ActionRunner
 from bot.payloads import parse_payload
-from bot.router import Route, RouteKind, RoutingPolicy, route
-from bot.state import ConversationStore, Event
+from bot.router import Route, RouteKind, RoutingPolicy, route, route_name
+from bot.state import ConversationStore, Event, ReviewItem, ReviewLog
 from bot.types import Button, Conversation, InboundMessage, Reply, ReplyKind, Turn
 from generation.safety import VerdictAction, check_reply, clean_text
+from generation.safety.pii import redact
 from nlu.parse import Parse
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,9 @@ class Engine:
     """The conversation engine: channels call `handle`; it never knows which channel called."""
 
     def __init__(self, store: ConversationStore, parser: IntentParser, actions: ActionRunner,
-                 knowledge: ShopKnowledge, config: EngineConfig) -> None:
+                 knowledge: ShopKnowledge, config: EngineConfig, review: ReviewLog | None = None) -> None:
         self.store = store
+        self.review = review
         self.parser = parser
         self.actions = actions
         self.knowledge = knowledge
@@ -84,6 +86,7 @@ class Engine:
             )
             parse = await self.parse(text)
             decision = route(conversation, parse, self.config.policy)
+            await self._keep_for_review(text, parse, decision, message.channel)
             replies, slots, events = await self._respond(decision, conversation, parse, message.channel)
             replies, verdict_events = self._check(replies)
             now = time.time()
@@ -118,6 +121,18 @@ class Engine:
             Event("action", time.time(), {"name": decision.action, "slots": dict(result.slots)})
         ]
 
+    async def _keep_for_review(self, text: str, parse: Parse, decision: Route, channel: str) -> None:
+        """Fallbacks, out-of-scope, ambiguous and handoff messages go to the NLU review log, redacted."""
+        reason = review_reason(parse, decision)
+        if self.review is None or reason is None:
+            return
+        item = ReviewItem(redact(text), reason, parse.intent.name, round(parse.intent.confidence, 4),
+                          time.time(), channel)
+        try:
+            await self.review.add(item)
+        except Exception:  # the shopper's answer matters more than the review log
+            log.exception("could not keep a message for NLU review")
+
     def _offer(self, decision: Route) -> Reply:
         """Fallback or clarification: say so and offer the likeliest intents as buttons."""
         key, kind = ("clarify", ReplyKind.CLARIFY) if decision.kind is RouteKind.CLARIFY else (
@@ -139,6 +154,17 @@ class Engine:
             if verdict.action is not VerdictAction.BLOCK:
                 checked.append(Reply(verdict.text, reply.buttons, reply.kind))
         return checked, events
+
+
+def review_reason(parse: Parse, decision: Route) -> str | None:
+    """Why a message deserves a human look, or None."""
+    if parse.out_of_scope:
+        return "out_of_scope"
+    if decision.kind is RouteKind.FALLBACK:
+        return "fallback"
+    if decision.kind is RouteKind.CLARIFY:
+        return "ambiguous"
+    return "handoff" if route_name(decision) == "handoff" and decision.kind is RouteKind.ACTION else None
 
 
 def _forget_question() -> dict[str, object]:

@@ -69,6 +69,8 @@ class NluSettings:
     confidence_threshold: float = 0.5
     ambiguity_margin: float = 0.1
     threads: int = 0  # 0: let torch decide
+    review_file: Path = Path("var/nlu_review.jsonl")
+    review_limit: int = 5_000
     train: NluTrainSettings = field(default_factory=NluTrainSettings)
 
 
@@ -136,7 +138,8 @@ class Settings:
     def with_root(self, root: Path) -> Settings:
         """Resolve every relative path against the project root."""
         data = {f.name: _resolve(getattr(self.data, f.name), root) for f in dataclasses.fields(self.data)}
-        nlu = dataclasses.replace(self.nlu, model_dir=_resolve(self.nlu.model_dir, root))
+        nlu = dataclasses.replace(self.nlu, model_dir=_resolve(self.nlu.model_dir, root),
+                                  review_file=_resolve(self.nlu.review_file, root))
         return dataclasses.replace(self, data=DataSettings(**data), nlu=nlu)
 
 
@@ -249,6 +252,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "nlu.confidence_threshold": (0.0, 1.0),
     "nlu.ambiguity_margin": (0.0, 1.0),
     "nlu.threads": (0, 256),
+    "nlu.review_limit": (10, 1_000_000),
     "nlu.train.epochs": (1, 1_000),
     "nlu.train.learning_rate": (1e-7, 1.0),
     "nlu.train.batch_size": (1, 4_096),

@@ -38,6 +38,10 @@ class StoreKeys:
     def lock(self, conversation_id: str) -> str:
         return self._key("lock", conversation_id)
 
+    def review(self) -> str:
+        """The shared list of messages kept for NLU review."""
+        return f"{self.prefix}:review"
+
     def pattern(self) -> str:
         """SCAN MATCH pattern for every key under this prefix (maintenance and tests only)."""
         return f"{self.prefix}:*"
