@@ -59,8 +59,8 @@ def _answers_question(conversation: Conversation, parse: Parse) -> bool:
     asked = conversation.slots.get(REQUESTED_SLOT)
     if asked == ORDER_ID:
         return parse.entity("order_id") is not None
-    if asked == EMAIL:
-        return parse.entity("email") is not None
+    if asked == EMAIL:  # or another order number: the action then asks again for that order
+        return parse.entity("email") is not None or parse.entity("order_id") is not None
     if asked == CONFIRMATION:
         return parse.intent.name in ("affirm", "deny")
     if asked == ITEM_CHANGE:

@@ -24,6 +24,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from nlu.classifier import METADATA_FILE, IntentClassifier
 from nlu.dataset import Example, data_hash, stratified_split
 from nlu.evaluate import intent_report
+from nlu.ood import DEFAULT_KEEP_RATE, OutOfScopeDetector
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class TrainConfig:
     validation_fraction: float = 0.15
     seed: int = 13
     threads: int = 0  # torch intra-op threads; 0 = torch's default
+    ood_keep_rate: float = DEFAULT_KEEP_RATE  # in-scope validation share the out-of-scope threshold keeps
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ def train_intents(
         history = _fit(model, tokenizer, train, labels, config, progress, validate)
     seconds = time.perf_counter() - started
     report = validate()
+    detector, ood_block = _fit_detector(classifier, train, validation, labels, config.ood_keep_rate)
     metrics = {
         "val_accuracy": report["accuracy"],
         "val_macro_f1": report["macro avg"]["f1-score"],
@@ -102,7 +105,8 @@ def train_intents(
     }
     metadata = _metadata(examples, labels, base, config, (len(train), len(validation)), metrics)
     metadata["history"] = history
-    output = _save_atomically(model, tokenizer, metadata, Path(output_dir))
+    metadata["out_of_scope"] = ood_block
+    output = _save_atomically(model, tokenizer, detector, metadata, Path(output_dir))
     return TrainResult(
         output_dir=output,
         labels=labels,
@@ -208,7 +212,31 @@ def _score(classifier: IntentClassifier, validation: Sequence[Example]) -> dict[
     return intent_report([e.intent for e in validation], [p.intent.name for p in parses])
 
 
-def _save_atomically(model: Any, tokenizer: Any, metadata: dict[str, Any], output: Path) -> Path:
+def _fit_detector(
+    classifier: IntentClassifier,
+    train: Sequence[Example],
+    validation: Sequence[Example],
+    labels: tuple[str, ...],
+    keep_rate: float,
+) -> tuple[OutOfScopeDetector, dict[str, Any]]:
+    """Fit the out-of-scope detector on the train split, set its threshold on the validation split.
+
+    Embeddings come through the serving path (`classifier.embed`, model in eval mode), so the
+    threshold is calibrated on exactly the scores serving will compute.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    embeddings = classifier.embed([e.text for e in train])  # (n_train, hidden)
+    detector = OutOfScopeDetector.fit(embeddings, np.array([index[e.intent] for e in train]))
+    # Without a validation split (one example per intent) the train split is all there is; its
+    # scores are lower than unseen messages' would be, so the threshold flags too much, not too little.
+    held_out = validation or train
+    detector = detector.calibrate(classifier.embed([e.text for e in held_out]), keep_rate)
+    return detector, {**detector.summary(), "calibrated_on": "validation" if validation else "train"}
+
+
+def _save_atomically(
+    model: Any, tokenizer: Any, detector: OutOfScopeDetector, metadata: dict[str, Any], output: Path
+) -> Path:
     """Write into a temp dir beside `output`, then swap it in: readers never see half a model."""
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +244,7 @@ def _save_atomically(model: Any, tokenizer: Any, metadata: dict[str, Any], outpu
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        detector.save(staging)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", "utf-8")
         # mkdtemp and the safetensors writer make owner-only files; serving may run as another user.
         staging.chmod(0o755)

@@ -148,3 +148,23 @@ def test_transcript_is_kept_with_routes(client: TestClient) -> None:
     history = client.get(f"/api/v1/conversations/{shopper.conversation_id}").json()["history"]
     assert [t["role"] for t in history] == ["user", "bot", "user", "bot"]
     assert history[2]["intent"] == "track_order" and history[2]["route"] == "action"
+
+
+def test_a_change_names_its_order_even_when_another_was_discussed(client: TestClient, settings: Settings) -> None:
+    shopper = Shopper(client)
+    shopper.hears("where is my order 10023?")
+    replies = shopper.says("I'd like to cancel an order")
+    assert "order number" in replies[0]["text"]  # not silently order 10023
+    assert replies[0]["buttons"] == [{"title": "Order 10023", "payload": '/cancel_order{"order_id": "10023"}'}]
+    assert "order 10036" in shopper.hears("10036")
+    assert "Shall I cancel it?" in shopper.hears("rosa.esposito@example.com")
+    assert "cancelled" in shopper.hears("/affirm")
+    assert order(settings, "10036").status.value == "cancelled"
+    assert order(settings, "10023").status.value == "shipped"
+
+
+def test_another_order_number_instead_of_the_email(client: TestClient) -> None:
+    shopper = Shopper(client)
+    shopper.hears("cancel order 10023")
+    assert "order 10035" in shopper.hears("oh sorry I meant 10035")
+    assert "Shall I cancel" in shopper.hears("oliver.hughes@example.com")

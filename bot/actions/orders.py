@@ -10,6 +10,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions.base import (
+    AWAITING_ACTION,
     CONFIRMATION,
     EMAIL,
     ORDER_ID,
@@ -43,12 +44,14 @@ class OrderAction(ShopAction):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:
-        order_id = latest_entity(tracker, ORDER_ID) or tracker.get_slot(ORDER_ID)
+        order_id = latest_entity(tracker, ORDER_ID) or self._remembered_order(tracker)
         if order_id is None:
             if self.general_answer:
                 self.say(dispatcher, self.general_answer)
                 return []
-            self.say(dispatcher, "ask_order_id")
+            remembered = tracker.get_slot(ORDER_ID)
+            buttons = [{"title": f"Order {remembered}", "payload": f'/{self.intent}{{"order_id": "{remembered}"}}'}]
+            self.say(dispatcher, "ask_order_id", buttons=buttons if remembered else ())
             return ask(ORDER_ID, self.name())
         order = await self.orders.get(str(order_id))
         if order is None:
@@ -61,6 +64,12 @@ class OrderAction(ShopAction):
                 return events + ([] if latest_entity(tracker, EMAIL) else ask(EMAIL, self.name()))
             events.append(verified)
         return events + await self.handle(dispatcher, tracker, order)
+
+    def _remembered_order(self, tracker: Tracker) -> str | None:
+        """The order talked about earlier. A change must name its order, unless it continues our own dialogue."""
+        if self.needs_owner and tracker.get_slot(AWAITING_ACTION) != self.name():
+            return None
+        return tracker.get_slot(ORDER_ID)
 
     def _verify_owner(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, order: Order
@@ -75,10 +84,14 @@ class OrderAction(ShopAction):
             return None
         return SlotSet(VERIFIED_ORDERS, [*(tracker.get_slot(VERIFIED_ORDERS) or []), order.id])
 
+    #: responses.yml template that answers about one order (subclasses may override `handle`)
+    order_answer: ClassVar[str] = ""
+
     async def handle(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, order: Order
     ) -> list[EventType]:
-        raise NotImplementedError
+        self.say_order(dispatcher, self.order_answer, order)
+        return []
 
     def say_order(self, dispatcher: CollectingDispatcher, key: str, order: Order, **values: Any) -> None:
         self.say(dispatcher, key, order=order.template_values(), **values)
@@ -94,28 +107,19 @@ class TrackOrder(OrderAction):
 
 class TrackRefund(OrderAction):
     intent = "track_refund"
-
-    async def handle(self, dispatcher: CollectingDispatcher, tracker: Tracker, order: Order) -> list[EventType]:
-        self.say_order(dispatcher, "refund_for_order", order)
-        return []
+    order_answer = "refund_for_order"
 
 
 class CheckCancellationFee(OrderAction):
     intent = "check_cancellation_fee"
     general_answer = "check_cancellation_fee"
-
-    async def handle(self, dispatcher: CollectingDispatcher, tracker: Tracker, order: Order) -> list[EventType]:
-        self.say_order(dispatcher, "fee_for_order", order)
-        return []
+    order_answer = "fee_for_order"
 
 
 class CheckInvoice(OrderAction):
     intent = "check_invoice"
     general_answer = "check_invoice"
-
-    async def handle(self, dispatcher: CollectingDispatcher, tracker: Tracker, order: Order) -> list[EventType]:
-        self.say_order(dispatcher, "invoice_for_order", order)
-        return []
+    order_answer = "invoice_for_order"
 
 
 class GetInvoice(CheckInvoice):
@@ -126,10 +130,7 @@ class GetInvoice(CheckInvoice):
 class PaymentIssue(OrderAction):
     intent = "payment_issue"
     general_answer = "payment_issue"
-
-    async def handle(self, dispatcher: CollectingDispatcher, tracker: Tracker, order: Order) -> list[EventType]:
-        self.say_order(dispatcher, "payment_for_order", order)
-        return []
+    order_answer = "payment_for_order"
 
 
 class GetRefund(OrderAction):
