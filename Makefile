@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export OPENBLAS_NUM_THREADS := 1
 
 .PHONY: run test install train serve lint redis clean
 

@@ -8,7 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from bot.settings import Settings, SettingsError, load_settings
+# One BLAS thread: scoring one message is microseconds of numpy, and BLAS threads spinning
+# against torch's own threads on a small machine made it a thousand times slower.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from bot.settings import Settings, SettingsError, load_settings  # noqa: E402
 
 log = logging.getLogger("shopbot")
 

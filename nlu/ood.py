@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,15 @@ class OutOfScopeDetector:
         # |x - m|^2_P = x'Px - 2 x'Pm + m'Pm for every (message, intent) pair, without an
         # (n, n_intents, hidden) difference tensor.
         projected = x @ self.precision  # (n, hidden)
-        own = np.einsum("nh,nh->n", projected, x)  # (n,)
+        own = np.sum(projected * x, axis=1)  # (n,)
         cross = projected @ self.means.T  # (n, n_intents)
-        centre = np.einsum("kh,hj,kj->k", self.means, self.precision, self.means)  # (n_intents,)
-        distances = own[:, None] - 2.0 * cross + centre[None, :]  # (n, n_intents)
+        distances = own[:, None] - 2.0 * cross + self._means_term[None, :]  # (n, n_intents)
         return np.maximum(distances.min(axis=1), 0.0)  # rounding can dip just below 0
+
+    @cached_property
+    def _means_term(self) -> np.ndarray:
+        """m'Pm for every intent mean, (n_intents,): the same for every message, so computed once."""
+        return np.sum((self.means @ self.precision) * self.means, axis=1)
 
     def calibrate(self, embeddings: np.ndarray, keep_rate: float = DEFAULT_KEEP_RATE) -> OutOfScopeDetector:
         """A copy whose threshold keeps `keep_rate` of these in-scope (held-out) messages in scope."""
