@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path,
                           help="Rasa NLU YAML or CSV (text,intent); default: the validation split of data.nlu")
     evaluate.add_argument("--out", type=Path, default=Path("reports/intents"))
+    evaluate.add_argument("--out-of-scope", type=Path, metavar="FILE",
+                          help="messages that belong to no intent (YAML 'messages:' list or one per line): "
+                               "report how many are flagged and the AUROC against the evaluated set")
 
     actions = commands.add_parser("actions", help="serve the actions with the rasa-sdk action server")
     actions.add_argument("--port", type=int)

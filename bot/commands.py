@@ -109,7 +109,22 @@ def evaluate(settings: Settings, args: argparse.Namespace) -> int:
     print(f"accuracy: {report.accuracy:.4f}\nmacro_f1: {report.macro_f1:.4f}")
     print(f"reports written to {report.out_dir}/ (intent_report.json, intent_errors.json, "
           "intent_confusion_matrix.png, intent_histogram.png)")
+    if args.out_of_scope:
+        _report_scope(classifier, [e.text for e in examples], args.out_of_scope, args.out)
     return 0
+
+
+def _report_scope(classifier: IntentClassifier, in_scope: list[str], path: Path, out: Path) -> None:
+    from nlu.scope_eval import load_messages, scope_report
+
+    try:
+        messages = load_messages(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    scope = scope_report(classifier, in_scope, messages, out)
+    print(f"out_of_scope: {scope.out_of_scope} messages from {path}, {scope.out_of_scope_flagged:.1%} flagged")
+    print(f"in_scope_flagged: {scope.in_scope_flagged:.1%} of the {scope.in_scope} evaluated messages")
+    print(f"auroc: {scope.auroc:.3f}" if scope.auroc is not None else "auroc: n/a (model has no detector)")
 
 
 def actions(settings: Settings, args: argparse.Namespace) -> int:

@@ -32,14 +32,19 @@ def test_evaluate_writes_rasa_compatible_reports(tmp_path: Path, intent_model_di
     data = tmp_path / "held_out.csv"
     data.write_text("text,intent\nwhere is my parcel,track_order\ncan i pay with paypal,check_payment_methods\n"
                     "hello there,greet\nI'd like my money back,get_refund\n", encoding="utf-8")
+    oos = tmp_path / "oos.yml"
+    oos.write_text("messages:\n- what is the capital of Peru\n- asdf qwer zxcv\n", encoding="utf-8")
     out = tmp_path / "report"
-    result = shopbot("evaluate", "intents", "--data", str(data), "--out", str(out),
+    result = shopbot("evaluate", "intents", "--data", str(data), "--out", str(out), "--out-of-scope", str(oos),
                      env={"SHOPBOT_NLU__MODEL_DIR": str(intent_model_dir)})
     assert result.returncode == 0, result.stderr
     assert "accuracy:" in result.stdout and "macro_f1:" in result.stdout
     report = json.loads((out / "intent_report.json").read_text())
     assert {"accuracy", "macro avg", "weighted avg", "track_order"} <= report.keys()
     assert report["track_order"]["support"] == 1
+    assert "out_of_scope: 2 messages" in result.stdout and "auroc: " in result.stdout
+    scope = json.loads((out / "out_of_scope_report.json").read_text())
+    assert scope["in_scope"] == 4 and scope["out_of_scope"] == 2 and 0 <= scope["auroc"] <= 1
     for name in ("intent_errors.json", "intent_confusion_matrix.png", "intent_histogram.png"):
         assert (out / name).stat().st_size > 0
 
