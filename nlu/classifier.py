@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from nlu.entities import extract_entities
 from nlu.ood import DETECTOR_FILE, OutOfScopeDetector
 from nlu.parse import IntentScore, Parse
+from nlu.quantize import quantize_for_serving
 
 METADATA_FILE = "shopbot_nlu.json"
 RANKING_SIZE = 10  # intents kept in `Parse.ranking`, as Rasa does
@@ -64,8 +65,14 @@ class IntentClassifier:
         self._detector = detector
 
     @classmethod
-    def load(cls, model_dir: str | Path, products: Sequence[str] = (), threads: int = 0) -> IntentClassifier:
-        """Load a directory written by `shopbot train intents`; `threads` > 0 pins torch's."""
+    def load(
+        cls, model_dir: str | Path, products: Sequence[str] = (), threads: int = 0, *, quantized: bool = False
+    ) -> IntentClassifier:
+        """Load a directory written by `shopbot train intents`; `threads` > 0 pins torch's.
+
+        `quantized` serves an int8 copy of the encoder (`nlu.quantize`): faster on CPU, the head
+        and the out-of-scope embeddings still come from the same single forward pass.
+        """
         model_dir = Path(model_dir)
         metadata_path = model_dir / METADATA_FILE
         if not metadata_path.is_file() or not (model_dir / "config.json").is_file():
@@ -74,6 +81,8 @@ class IntentClassifier:
             torch.set_num_threads(threads)
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
         model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        if quantized:
+            model = quantize_for_serving(model)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         max_length = int(metadata.get("hyperparameters", {}).get("max_length", 64))
         detector = OutOfScopeDetector.load(model_dir) if (model_dir / DETECTOR_FILE).is_file() else None
