@@ -51,6 +51,7 @@ class RoutingPolicy:
     ambiguity_margin: float = 0.1
 
 
+_BARE_ORDER_NUMBER = re.compile(r"\W*(?:order\s*(?:no\.?|number|nr\.?)?\s*)?#?\s*\d{5,6}\W*", re.IGNORECASE)
 _ADDRESS_LIKE = re.compile(r"\d.*[^\W\d_]{2,}|[^\W\d_]{2,}.*\d")
 
 
@@ -77,6 +78,9 @@ def route(conversation: Conversation, parse: Parse, policy: RoutingPolicy) -> Ro
     awaiting = conversation.slots.get(AWAITING_ACTION)
     if awaiting and _answers_question(conversation, parse):
         return Route(RouteKind.ACTION, str(awaiting), reason=f"answer to {conversation.slots[REQUESTED_SLOT]}")
+    if parse.entity("order_id") and _BARE_ORDER_NUMBER.fullmatch(parse.text):
+        # a shopper who opens with just "10036" wants to know about that order
+        return Route(RouteKind.ACTION, action_for_intent("track_order"), reason="bare order number")
     known = SUPPORT_INTENTS | CONVERSATION_INTENTS
     top = parse.intent
     if parse.out_of_scope or top.name not in known or top.confidence < policy.confidence_threshold:

@@ -44,6 +44,12 @@ ASKED_ADDRESS = {"requested_slot": "shipping_address", "awaiting_action": "actio
          Route(RouteKind.CLARIFY, options=("get_invoice", "check_invoice"))),
         (Mode.BOT, {}, parse("hi", ("greet", 0.55), ("goodbye", 0.5)), Route(RouteKind.ACTION, "action_greet")),
         (Mode.BOT, {}, parse("x", ("not_an_intent", 0.99)), Route(RouteKind.FALLBACK)),
+        (Mode.BOT, {}, parse("#10036", ("greet", 0.3), entities={"order_id": "10036"}),
+         Route(RouteKind.ACTION, "action_track_order")),
+        (Mode.BOT, {}, parse("order no. 10036?", ("cancel_order", 0.6), entities={"order_id": "10036"}),
+         Route(RouteKind.ACTION, "action_track_order")),
+        (Mode.BOT, {}, parse("cancel 10036", ("cancel_order", 0.9), entities={"order_id": "10036"}),
+         Route(RouteKind.ACTION, "action_cancel_order")),
     ],
 )
 def test_route_table(mode: Mode, slots: dict, message: Parse, expected: Route) -> None:
@@ -51,6 +57,12 @@ def test_route_table(mode: Mode, slots: dict, message: Parse, expected: Route) -
     assert (decided.kind, decided.action) == (expected.kind, expected.action)
     if expected.options:
         assert decided.options == expected.options
+
+
+def test_a_bare_order_number_is_looked_up_even_when_out_of_scope() -> None:
+    message = Parse("10036", IntentScore("track_order", 0.55), entities=(Entity("order_id", "10036", 0, 5),),
+                    out_of_scope=True)
+    assert route(Conversation("c"), message, POLICY).action == "action_track_order"
 
 
 def test_out_of_scope_never_reaches_an_action() -> None:
