@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from bot.app import build_app, load_knowledge, open_orders, open_services, produ
 from bot.settings import Settings
 from bot.types import InboundMessage, Reply
 from nlu.classifier import METADATA_FILE, IntentClassifier, ModelNotFoundError
-from nlu.dataset import DatasetError, Example, load_examples, stratified_split
+from nlu.dataset import DatasetError, Example, data_hash, load_examples, stratified_split
 
 log = logging.getLogger("shopbot")
 
@@ -77,10 +78,13 @@ def train(settings: Settings, args: argparse.Namespace) -> int:
     from nlu.train import TrainConfig, train_intents
 
     output = args.output or settings.nlu.model_dir
-    if not args.force and (output / METADATA_FILE).is_file():
-        print(f"intent model already trained in {output} (use --force to retrain)")
-        return 0
     examples = _examples(args.data or settings.data.nlu)
+    trained_on = _trained_data_hash(output)
+    if not args.force and trained_on == data_hash(examples):
+        print(f"intent model in {output} is up to date with its data (use --force to retrain)")
+        return 0
+    if trained_on is not None and not args.force:
+        print(f"the training data changed since {output} was trained: retraining")
     t = settings.nlu.train
     config = TrainConfig(base_model=settings.nlu.base_model, epochs=args.epochs or t.epochs,
                          learning_rate=args.learning_rate or t.learning_rate, batch_size=t.batch_size,
@@ -166,6 +170,14 @@ def nlu_review(settings: Settings, args: argparse.Namespace) -> int:
     count = asyncio.run(export())
     print(f"{count} message(s) exported to {args.out}: label them, then merge into {settings.data.nlu}")
     return 0
+
+
+def _trained_data_hash(model_dir: Path) -> str | None:
+    """The data hash an existing model was trained on, or None when there is no usable model."""
+    try:
+        return str(json.loads((model_dir / METADATA_FILE).read_text(encoding="utf-8"))["data_hash"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _examples(path: Path) -> list[Example]:

@@ -54,9 +54,22 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1 and "run `shopbot train` first" in result.stderr
 
 
-def test_train_skips_an_existing_model(intent_model_dir: Path) -> None:
+def test_train_skips_a_model_that_is_up_to_date(intent_model_dir: Path) -> None:
     result = shopbot("train", env={"SHOPBOT_NLU__MODEL_DIR": str(intent_model_dir)})
-    assert result.returncode == 0 and "already trained" in result.stdout
+    assert result.returncode == 0 and "up to date" in result.stdout
+
+
+def test_train_retrains_when_the_data_changed(tmp_path: Path) -> None:
+    data = tmp_path / "nlu.yml"
+    data.write_text('version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hi\n    - hello\n    - hey\n'
+                    "- intent: goodbye\n  examples: |\n    - bye\n    - see you\n    - ciao\n", encoding="utf-8")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "shopbot_nlu.json").write_text('{"data_hash": "trained-on-older-data"}', encoding="utf-8")
+    result = shopbot("train", "--data", str(data), "--output", str(model), "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    assert "training data changed" in result.stdout
+    assert json.loads((model / "shopbot_nlu.json").read_text())["labels"] == ["goodbye", "greet"]
 
 
 def test_bad_training_data_is_a_clear_error(tmp_path: Path) -> None:
