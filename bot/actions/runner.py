@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -13,6 +14,8 @@ from bot.actions.base import SLOTS
 from bot.actions.registry import CONVERSATION_INTENTS, SUPPORT_INTENTS
 from bot.types import Button, Conversation
 from nlu.parse import Parse
+
+log = logging.getLogger(__name__)
 
 ENTITIES = ("order_id", "email", "phone", "invoice_number", "product", "size", "colour")
 DOMAIN: dict[str, Any] = {
@@ -91,7 +94,11 @@ class LocalActionRunner:
         self._executor = executor
 
     async def run(self, action: str, conversation: Conversation, parse: Parse, channel: str) -> ActionResult:
-        result = await self._executor.run(action_call(action, conversation, parse, channel))
+        try:
+            result = await self._executor.run(action_call(action, conversation, parse, channel))
+        except Exception as exc:  # a bug in one action must cost one polite apology, not the service
+            log.exception("action %s failed in conversation %s", action, conversation.id)
+            raise ActionFailed(action, repr(exc)) from exc
         if result is None:
             raise ActionFailed(action, "the executor returned nothing")
         return ActionResult.from_rasa(result.model_dump())

@@ -1,4 +1,4 @@
-"""The learning loop: unsure messages are kept, redacted, and exported as Rasa YAML to label."""
+"""The engine around the models: the learning loop (unsure messages kept, redacted, exported) and crash safety."""
 
 from __future__ import annotations
 
@@ -73,3 +73,33 @@ async def test_unsure_messages_are_kept_redacted_and_exported(tmp_path: Path) ->
     examples = load_examples(out)  # valid Rasa NLU YAML, readable by our own trainer
     assert {e.intent for e in examples} == {"complaint", "out_of_scope", "get_invoice", "contact_human_agent"}
     assert yaml.safe_load(out.read_text())["version"] == "3.1"
+
+
+async def test_an_action_that_crashes_costs_one_apology_not_the_conversation(tmp_path: Path) -> None:
+    class BrokenOrders:
+        async def get(self, order_id: str) -> None:
+            raise RuntimeError("order backend exploded")
+
+    knowledge = ShopKnowledge.load(DATA / "shop.yml", DATA / "faq.yml", DATA / "responses.yml")
+    parser = ScriptedParser({"where is 10023": (("track_order", 0.97),), "hello": (("greet", 0.97),)}, set())
+    store = MemoryStore(ttl_s=60)
+    bot = Engine(store, _WithOrder(parser), LocalActionRunner(build_executor(knowledge, BrokenOrders())),  # type: ignore[arg-type]
+                 knowledge, EngineConfig())
+    replies = await bot.handle(InboundMessage("rest", "c2", "where is 10023"))
+    assert "something went wrong on my side" in replies[0].text
+    assert "Hi" in (await bot.handle(InboundMessage("rest", "c2", "hello")))[0].text
+    kinds = [e.kind for e in await store.events("c2")]
+    assert "error" in kinds
+
+
+class _WithOrder:
+    """Adds the order number entity the real classifier would find."""
+
+    def __init__(self, parser: ScriptedParser) -> None:
+        self.parser = parser
+
+    def parse(self, text: str) -> Parse:
+        from nlu.entities import extract_entities
+
+        found = self.parser.parse(text)
+        return Parse(text, found.intent, found.ranking, extract_entities(text), found.out_of_scope)
