@@ -12,6 +12,11 @@ What stays fp32, and why:
   the router's confidence threshold reads;
 - the pooler: its output is the sentence embedding the out-of-scope detector was fitted on in
   fp32, so only the encoder's rounding reaches the Mahalanobis scores, not a second layer's.
+
+The detector's threshold was still calibrated on fp32 embeddings: the scores move more than the
+embeddings do (tests/nlu/test_serving.py), so calibrate it on the int8 model before relying on
+it. torch 2.13 marks `torch.ao.quantization` deprecated in favour of torchao (a DeprecationWarning
+at load time); it still works, and this module is the one place to change when it goes.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ FP32_MODULES = frozenset({"classifier", "pooler", "pre_classifier"})
 def quantize_for_serving(model: torch.nn.Module) -> torch.nn.Module:
     """An int8 copy of `model` for CPU inference: encoder Linear layers quantised, the rest fp32.
 
-    `model` itself is left untouched. The copy is in eval mode and is for inference only.
+    `model` is only switched to eval mode. Activations are quantised with one scale per forward
+    pass (padding included), so a message's scores can shift slightly with the batch it shares.
     """
     model.eval()  # quantize_dynamic expects an inference model (dropout off)
     names = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
