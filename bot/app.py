@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import yaml
 from fastapi import FastAPI
@@ -30,9 +31,15 @@ def load_knowledge(settings: Settings) -> ShopKnowledge:
     return ShopKnowledge.load(data.shop, data.faq, data.responses, shop_name=settings.shop.name)
 
 
-def open_orders(settings: Settings, knowledge: ShopKnowledge, *, reset: bool = False) -> SqliteOrderStore:
+def load_catalog(settings: Settings) -> list[dict[str, Any]]:
+    products: list[dict[str, Any]] = yaml.safe_load(settings.data.catalog.read_text(encoding="utf-8"))["products"]
+    return products
+
+
+def open_orders(settings: Settings, knowledge: ShopKnowledge, *, reset: bool = False,
+                catalog: list[dict[str, Any]] | None = None) -> SqliteOrderStore:
     """The demo order store, created from the seed file on first use (or when `reset`)."""
-    catalog = yaml.safe_load(settings.data.catalog.read_text(encoding="utf-8"))["products"]
+    catalog = catalog if catalog is not None else load_catalog(settings)
     if reset or not settings.data.orders_db.exists():
         count = create_demo_store(settings.data.orders_db, settings.data.orders_seed,
                                   knowledge.facts["delivery_options"], date.today())
@@ -66,8 +73,7 @@ def open_review_log(settings: Settings) -> FileReviewLog | RedisReviewLog:
     return FileReviewLog(settings.nlu.review_file, settings.nlu.review_limit)
 
 
-def product_names(settings: Settings) -> list[str]:
-    catalog = yaml.safe_load(settings.data.catalog.read_text(encoding="utf-8"))["products"]
+def product_names(catalog: list[dict[str, Any]]) -> list[str]:
     return [str(p["name"]) for p in catalog]
 
 
@@ -85,7 +91,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Load models, open the stores and the action runner; close everything on exit."""
     async with AsyncExitStack() as stack:
         knowledge = load_knowledge(settings)
-        classifier = IntentClassifier.load(settings.nlu.model_dir, products=product_names(settings),
+        catalog = load_catalog(settings)  # read once: entity names for the classifier, SKUs for the orders
+        classifier = IntentClassifier.load(settings.nlu.model_dir, products=product_names(catalog),
                                            threads=settings.nlu.threads)
         store = open_store(settings)
         stack.push_async_callback(store.aclose)
@@ -98,7 +105,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             stack.push_async_callback(remote.aclose)
             runner = remote
         else:
-            runner = LocalActionRunner(build_executor(knowledge, open_orders(settings, knowledge)))
+            runner = LocalActionRunner(build_executor(knowledge, open_orders(settings, knowledge, catalog=catalog)))
         config = EngineConfig(
             policy=RoutingPolicy(settings.nlu.confidence_threshold, settings.nlu.ambiguity_margin),
             history_limit=settings.state.history_limit,

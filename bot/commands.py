@@ -9,7 +9,7 @@ import json
 import logging
 from pathlib import Path
 
-from bot.app import build_app, load_knowledge, open_orders, open_services, product_names
+from bot.app import build_app, load_catalog, load_knowledge, open_orders, open_services, product_names
 from bot.settings import Settings
 from bot.types import InboundMessage, Reply
 from nlu.classifier import METADATA_FILE, IntentClassifier, ModelNotFoundError
@@ -189,7 +189,7 @@ def _examples(path: Path) -> list[Example]:
 
 def _classifier(settings: Settings) -> IntentClassifier:
     try:
-        return IntentClassifier.load(settings.nlu.model_dir, products=product_names(settings),
+        return IntentClassifier.load(settings.nlu.model_dir, products=product_names(load_catalog(settings)),
                                      threads=settings.nlu.threads)
     except ModelNotFoundError as exc:
         raise UserError(str(exc)) from exc

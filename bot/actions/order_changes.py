@@ -88,7 +88,6 @@ class CancelOrder(ChangingAction):
 
 class ChangeShippingAddress(ChangingAction):
     intent = "change_shipping_address"
-    general_answer = None
 
     async def handle(self, dispatcher: CollectingDispatcher, tracker: Tracker, order: Order) -> list[EventType]:
         if not self.changeable(order):

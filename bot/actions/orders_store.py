@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
@@ -68,7 +68,6 @@ class Order:
     delivered_on: date | None = None
     invoice_number: str | None = None
     refund: Refund | None = None
-    history: tuple[str, ...] = field(default=())
 
     @property
     def total(self) -> float:

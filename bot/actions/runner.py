@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,7 +71,7 @@ class ActionRunner(Protocol):
 
 def action_call(action: str, conversation: Conversation, parse: Parse, channel: str) -> dict[str, Any]:
     """The request body Rasa sends to an action server's /webhook."""
-    latest = {**parse.to_json(), "entities": [e.__dict__ for e in parse.entities]}
+    latest = parse.to_json()  # Rasa's latest_message: text, intent, intent_ranking, entities
     tracker = {
         "sender_id": conversation.id,
         "slots": {**{name: None for name in SLOTS}, **conversation.slots},
@@ -123,6 +123,3 @@ class RemoteActionRunner:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-
-def known_actions(executor: ActionExecutor) -> Sequence[str]:
-    return [a.name for a in executor.list_actions()]
