@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -76,13 +77,8 @@ class OutOfScopeDetector:
 
     def calibrate(self, embeddings: np.ndarray, keep_rate: float = DEFAULT_KEEP_RATE) -> OutOfScopeDetector:
         """A copy whose threshold keeps `keep_rate` of these in-scope (held-out) messages in scope."""
-        if not 0.0 < keep_rate <= 1.0:
-            raise ValueError(f"keep rate must be in (0, 1], got {keep_rate}")
-        scores = np.sort(self.score(embeddings))
-        if not len(scores):
-            raise ValueError("no messages to calibrate the out-of-scope threshold on")
-        # The smallest score that at least ceil(keep_rate * n) messages do not exceed.
-        threshold = float(scores[math.ceil(keep_rate * len(scores)) - 1])
+        scores = self.score(embeddings)
+        threshold = keep_threshold(scores, keep_rate)
         kept = float(np.mean(scores <= threshold))
         return dataclasses.replace(
             self, threshold=threshold, keep_rate=keep_rate, calibration_keep_rate=kept, n_calibration=len(scores)
@@ -96,7 +92,6 @@ class OutOfScopeDetector:
         """The numbers worth reading in the model's metadata JSON (the arrays stay in the file)."""
         return {
             "method": METHOD,
-            "file": DETECTOR_FILE,
             "threshold": self.threshold,
             "keep_rate": self.keep_rate,
             "calibration_keep_rate": round(self.calibration_keep_rate, 4),
@@ -106,18 +101,18 @@ class OutOfScopeDetector:
             "hidden_size": int(self.means.shape[1]),
         }
 
-    def save(self, directory: str | Path) -> Path:
-        """Write `ood.npz` into `directory` (plain arrays: loading never unpickles)."""
-        path = Path(directory) / DETECTOR_FILE
+    def save(self, directory: str | Path, name: str = DETECTOR_FILE) -> Path:
+        """Write `name` (`ood.npz`) into `directory` (plain arrays: loading never unpickles)."""
+        path = Path(directory) / name
         fields = {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)}
         with path.open("wb") as handle:  # a handle, so numpy does not append a second ".npz"
             np.savez(handle, allow_pickle=False, method=np.asarray(METHOD), **fields)
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> OutOfScopeDetector:
-        """Read the `ood.npz` that `save` wrote into `directory`."""
-        path = Path(directory) / DETECTOR_FILE
+    def load(cls, directory: str | Path, name: str = DETECTOR_FILE) -> OutOfScopeDetector:
+        """Read the file `save` wrote into `directory` under `name`."""
+        path = Path(directory) / name
         with np.load(path, allow_pickle=False) as saved:
             if str(saved["method"]) != METHOD:
                 raise ValueError(f"{path}: unknown out-of-scope method {str(saved['method'])!r}")
@@ -131,6 +126,16 @@ class OutOfScopeDetector:
             calibration_keep_rate=float(arrays["calibration_keep_rate"]),
             n_calibration=int(arrays["n_calibration"]),
         )
+
+
+def keep_threshold(scores: Sequence[float] | np.ndarray, keep_rate: float) -> float:
+    """The smallest score that at least ceil(keep_rate * n) of these in-scope `scores` do not exceed."""
+    if not 0.0 < keep_rate <= 1.0:
+        raise ValueError(f"keep rate must be in (0, 1], got {keep_rate}")
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    if not len(ordered):
+        raise ValueError("no messages to calibrate the out-of-scope threshold on")
+    return float(ordered[math.ceil(keep_rate * len(ordered)) - 1])
 
 
 def _ledoit_wolf(residuals: np.ndarray) -> tuple[np.ndarray, float]:

@@ -33,6 +33,10 @@ class Parse:
     out_of_scope: bool = False
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def score_of(self, intent: str) -> float:
+        """The confidence given to `intent`; 0 when it is not in the ranking (Rasa keeps the top 10)."""
+        return next((s.confidence for s in self.ranking if s.name == intent), 0.0)
+
     def entity(self, name: str) -> str | None:
         """The first value found for entity `name`, if any."""
         return next((e.value for e in self.entities if e.entity == name), None)

@@ -21,10 +21,13 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from nlu.classifier import METADATA_FILE, IntentClassifier
+from nlu.artifacts import save_atomically
+from nlu.augment import noisy
+from nlu.classifier import METADATA_FILE, OUT_OF_SCOPE, RUNTIMES, IntentClassifier
 from nlu.dataset import Example, data_hash, stratified_split
 from nlu.evaluate import intent_report
-from nlu.ood import DEFAULT_KEEP_RATE, OutOfScopeDetector
+from nlu.ood import DEFAULT_KEEP_RATE, OutOfScopeDetector, keep_threshold
+from nlu.runtime import ONNX_FILE, OnnxEncoder, TorchEncoder, export_onnx
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class TrainConfig:
     seed: int = 13
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     ood_keep_rate: float = DEFAULT_KEEP_RATE  # in-scope validation share the out-of-scope threshold keeps
+    noise_rate: float = 0.3  # share of training messages seen with typos each epoch (`nlu.augment`)
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ def train_intents(
     train, validation = stratified_split(examples, config.validation_fraction, config.seed)
     base = resolve_base_model(config.base_model)
     model, tokenizer = _load_base(base, labels)
-    classifier = IntentClassifier(model, tokenizer, labels, max_length=config.max_length)
+    classifier = IntentClassifier(TorchEncoder(model), tokenizer, labels, max_length=config.max_length)
 
     def validate() -> dict[str, Any]:
         model.eval()  # no dropout while scoring; `_fit` switches back to training mode
@@ -95,18 +99,27 @@ def train_intents(
     started = time.perf_counter()
     with _torch_threads(config.threads):
         history = _fit(model, tokenizer, train, labels, config, progress, validate)
-    seconds = time.perf_counter() - started
-    report = validate()
-    detector, ood_block = _fit_detector(classifier, train, validation, labels, config.ood_keep_rate)
-    metrics = {
-        "val_accuracy": report["accuracy"],
-        "val_macro_f1": report["macro avg"]["f1-score"],
-        "train_seconds": round(seconds, 2),
-    }
-    metadata = _metadata(examples, labels, base, config, (len(train), len(validation)), metrics)
-    metadata["history"] = history
-    metadata["out_of_scope"] = ood_block
-    output = _save_atomically(model, tokenizer, detector, metadata, Path(output_dir))
+        seconds = time.perf_counter() - started
+        report = validate()
+        scope = {"torch": _calibrate_scope(classifier, train, validation, config.ood_keep_rate)}
+    with tempfile.TemporaryDirectory(prefix="shopbot-export-") as scratch:
+        # The served graph: exported, fused and quantised now, then scored and calibrated
+        # through exactly the runtime that will serve it.
+        onnx = export_onnx(model, Path(scratch) / ONNX_FILE, model.config.num_attention_heads, model.config.hidden_size)
+        served = IntentClassifier(OnnxEncoder(onnx, config.threads), tokenizer, labels, max_length=config.max_length)
+        served_report = _score(served, validation)
+        scope["onnx-int8"] = _calibrate_scope(served, train, validation, config.ood_keep_rate)
+        metrics = {
+            "val_accuracy": report["accuracy"],
+            "val_macro_f1": report["macro avg"]["f1-score"],
+            "served_val_accuracy": served_report["accuracy"],
+            "train_seconds": round(seconds, 2),
+        }
+        metadata = _metadata(examples, labels, base, config, (len(train), len(validation)), metrics)
+        metadata["history"] = history
+        metadata["out_of_scope"] = {runtime: block for runtime, (_, block) in scope.items()}
+        detectors = {RUNTIMES[runtime]: detector for runtime, (detector, _) in scope.items()}
+        output = _save(model, tokenizer, [onnx], detectors, metadata, Path(output_dir))
     return TrainResult(
         output_dir=output,
         labels=labels,
@@ -151,12 +164,13 @@ def _fit(
         lambda step: min((step + 1) / (warmup + 1), (total_steps - step) / max(1, total_steps - warmup)),
     )
     order = torch.Generator().manual_seed(config.seed)
+    noise = random.Random(config.seed)
     history: list[dict[str, Any]] = []
     with tqdm(total=total_steps, desc="intents", unit="step", disable=not progress) as bar:
         for epoch in range(1, config.epochs + 1):
             model.train()
             losses = []
-            for inputs, targets in _batches(train, index, tokenizer, config, order):
+            for inputs, targets in _batches(train, index, tokenizer, config, order, noise):
                 loss = model(**inputs, labels=targets).loss
                 loss.backward()
                 optimizer.step()
@@ -176,13 +190,19 @@ def _batches(
     tokenizer: Any,
     config: TrainConfig,
     order: torch.Generator,
+    noise: random.Random,
 ) -> Iterator[tuple[Any, torch.Tensor]]:
-    """One epoch of shuffled, dynamically padded batches (each padded to its longest message)."""
+    """One epoch of shuffled, dynamically padded batches (each padded to its longest message).
+
+    A `config.noise_rate` share of the messages is written carelessly this epoch (`noisy`), every
+    intent alike, so that typos say nothing about the intent, and least of all "out of scope".
+    """
     shuffled: list[int] = torch.randperm(len(train), generator=order).tolist()
     for start in range(0, len(shuffled), config.batch_size):
         chosen = [train[i] for i in shuffled[start : start + config.batch_size]]
+        texts = [noisy(e.text, noise) if noise.random() < config.noise_rate else e.text for e in chosen]
         inputs = tokenizer(
-            [e.text for e in chosen],
+            texts,
             padding=True,
             truncation=True,
             max_length=config.max_length,
@@ -212,55 +232,54 @@ def _score(classifier: IntentClassifier, validation: Sequence[Example]) -> dict[
     return intent_report([e.intent for e in validation], [p.intent.name for p in parses])
 
 
-def _fit_detector(
-    classifier: IntentClassifier,
-    train: Sequence[Example],
-    validation: Sequence[Example],
-    labels: tuple[str, ...],
-    keep_rate: float,
+def _calibrate_scope(
+    classifier: IntentClassifier, train: Sequence[Example], validation: Sequence[Example], keep_rate: float
 ) -> tuple[OutOfScopeDetector, dict[str, Any]]:
-    """Fit the out-of-scope detector on the train split, set its threshold on the validation split.
+    """Both out-of-scope signals of one runtime, each keeping `keep_rate` of held-out support messages.
 
-    Embeddings come through the serving path (`classifier.embed`, model in eval mode), so the
-    threshold is calibrated on exactly the scores serving will compute.
+    The detector is fitted on the train split and its threshold set on the validation split.
+    When the data has an `out_of_scope` intent, its probability gets a threshold the same way:
+    a message the model gives a fair chance of being out of scope is not sure enough to act on,
+    even when a support intent still ranks first. Scores come through `classifier` (model in eval
+    mode), so the thresholds hold for exactly the scores that runtime computes. Only support
+    intents are modelled and calibrated on: the `out_of_scope` messages are what should be flagged.
     """
-    index = {label: i for i, label in enumerate(labels)}
-    embeddings = classifier.embed([e.text for e in train])  # (n_train, hidden)
-    detector = OutOfScopeDetector.fit(embeddings, np.array([index[e.intent] for e in train]))
+    train = [e for e in train if e.intent != OUT_OF_SCOPE]
     # Without a validation split (one example per intent) the train split is all there is; its
     # scores are lower than unseen messages' would be, so the threshold flags too much, not too little.
-    held_out = validation or train
+    held_out = [e for e in validation if e.intent != OUT_OF_SCOPE] or train
+    intents = sorted({e.intent for e in train})
+    index = {intent: i for i, intent in enumerate(intents)}
+    embeddings = classifier.embed([e.text for e in train])  # (n_train, hidden)
+    detector = OutOfScopeDetector.fit(embeddings, np.array([index[e.intent] for e in train]))
     detector = detector.calibrate(classifier.embed([e.text for e in held_out]), keep_rate)
-    return detector, {**detector.summary(), "calibrated_on": "validation" if validation else "train"}
+    block: dict[str, Any] = {**detector.summary(), "calibrated_on": "validation" if held_out is not train else "train"}
+    if OUT_OF_SCOPE in classifier.labels:
+        probabilities = [p.score_of(OUT_OF_SCOPE) for p in classifier.parse_batch([e.text for e in held_out])]
+        block["class_threshold"] = keep_threshold(probabilities, keep_rate)
+    return detector, block
 
 
-def _save_atomically(
-    model: Any, tokenizer: Any, detector: OutOfScopeDetector, metadata: dict[str, Any], output: Path
+def _save(
+    model: Any,
+    tokenizer: Any,
+    files: Sequence[Path],
+    detectors: dict[str, OutOfScopeDetector],
+    metadata: dict[str, Any],
+    output: Path,
 ) -> Path:
-    """Write into a temp dir beside `output`, then swap it in: readers never see half a model."""
-    output = output.resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.new-", dir=output.parent))
-    try:
+    """Model, tokenizer, extra files, detectors and metadata, swapped in as one directory."""
+
+    def write(staging: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        detector.save(staging)
+        for file in files:
+            shutil.copyfile(file, staging / file.name)
+        for name, detector in detectors.items():
+            detector.save(staging, name)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", "utf-8")
-        # mkdtemp and the safetensors writer make owner-only files; serving may run as another user.
-        staging.chmod(0o755)
-        for file in staging.iterdir():
-            file.chmod(0o644 if file.is_file() else 0o755)
-        if output.exists():
-            # A directory cannot be replaced in one rename; move the old one aside first.
-            retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-            output.rename(retired / output.name)
-            staging.rename(output)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return output
+
+    return save_atomically(output, write)
 
 
 def _metadata(

@@ -12,6 +12,7 @@ from nlu.classifier import METADATA_FILE, IntentClassifier, ModelNotFoundError
 from nlu.dataset import Example
 from nlu.evaluate import evaluate_intents, intent_report
 from nlu.ood import DETECTOR_FILE
+from nlu.runtime import ONNX_FILE
 from nlu.train import (
     TrainConfig,
     TrainResult,
@@ -25,7 +26,8 @@ from tests.nlu.tiny_model import keyword_examples, tiny_training
 def test_training_writes_a_complete_artifact(trained: TrainResult) -> None:
     files = {p.name for p in trained.output_dir.iterdir()}
 
-    assert {"config.json", "model.safetensors", "tokenizer.json", METADATA_FILE, DETECTOR_FILE} <= files
+    assert {"config.json", "model.safetensors", "tokenizer.json", METADATA_FILE, DETECTOR_FILE, ONNX_FILE,
+            "ood.onnx-int8.npz"} <= files
     assert all(p.stat().st_mode & 0o044 == 0o044 for p in trained.output_dir.iterdir())  # others may serve it
     assert not [p for p in trained.output_dir.parent.iterdir() if p.name.startswith(".")]
     assert trained.labels == ("greet", "request_refund", "track_order")
@@ -41,7 +43,8 @@ def test_metadata_records_labels_data_and_metrics(trained: TrainResult, tiny_bas
     assert len(metadata["data_hash"]) == 64
     assert metadata["hyperparameters"]["epochs"] == 2
     assert metadata["hyperparameters"]["learning_rate"] == 1e-2
-    assert set(metadata["metrics"]) == {"val_accuracy", "val_macro_f1", "train_seconds"}
+    assert set(metadata["metrics"]) == {"val_accuracy", "val_macro_f1", "served_val_accuracy", "train_seconds"}
+    assert abs(metadata["metrics"]["served_val_accuracy"] - trained.val_accuracy) <= 0.1
     assert metadata["metrics"]["val_accuracy"] == trained.val_accuracy
     assert {"torch", "transformers"} <= set(metadata["versions"])
     assert metadata["created_at"].endswith("+00:00")
@@ -78,7 +81,8 @@ def test_trained_model_learnt_the_keywords(trained: TrainResult) -> None:
 
 
 def test_batch_and_single_parses_agree(trained: TrainResult) -> None:
-    classifier = IntentClassifier.load(trained.output_dir)
+    """Exactly in fp32 (int8 quantises activations per batch: tests/nlu/test_serving.py)."""
+    classifier = IntentClassifier.load(trained.output_dir, runtime="torch")
     texts = ["hello there", "my money back", "parcel late", ""]
 
     batch = classifier.parse_batch(texts)
