@@ -7,20 +7,24 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from fastapi import FastAPI
 
 from bot.actions.demo_orders import SqliteOrderStore, create_demo_store
-from bot.actions.knowledge import ShopKnowledge
-from bot.actions.registry import build_executor
+from bot.actions.knowledge import ShopKnowledge, money
+from bot.actions.registry import FAQ_INTENTS, build_executor
 from bot.actions.runner import ActionRunner, LocalActionRunner, RemoteActionRunner
 from bot.engine import Engine, EngineConfig
 from bot.router import RoutingPolicy
 from bot.settings import Settings
 from bot.state import ConversationStore, FileReviewLog, MemoryStore, RedisReviewLog, RedisStore, ReviewLog
 from bot.state.keys import StoreKeys
+from nlu.batching import MicroBatcher
+
+if TYPE_CHECKING:
+    from generation.writer import GroundedWriter
 from nlu.classifier import IntentClassifier
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,27 @@ def open_review_log(settings: Settings) -> FileReviewLog | RedisReviewLog:
     return FileReviewLog(settings.nlu.review_file, settings.nlu.review_limit)
 
 
+def open_writer(settings: Settings, knowledge: ShopKnowledge, catalog: list[dict[str, Any]]) -> GroundedWriter | None:
+    """The grounded generator, if one has been trained (`shopbot train generator`); else None."""
+    from generation.generator import METADATA_FILE, Generator, StreamingGenerator
+    from generation.retrieval import KnowledgeIndex, SentenceEncoder, catalog_passages, faq_passages
+    from generation.sampling import SamplingSettings
+    from generation.writer import GroundedWriter
+
+    g = settings.generation
+    if not (g.model_dir / METADATA_FILE).is_file():
+        log.warning("no generator in %s: open questions get the fallback reply (run `shopbot train generator`)",
+                    g.model_dir)
+        return None
+    sampling = SamplingSettings(g.temperature, g.top_p, g.repetition_penalty, g.max_new_tokens, g.stop)
+    generator = Generator.load(g.model_dir, sampling, threads=g.threads)
+    faq = {key: knowledge.answer(key) for key in FAQ_INTENTS if knowledge.has(key) and
+           knowledge.variables(key) <= set(knowledge.facts)}
+    index = KnowledgeIndex(catalog_passages(catalog, money) + faq_passages(faq), SentenceEncoder())
+    return GroundedWriter(StreamingGenerator(generator, g.max_batch), index, product_names(catalog),
+                          passages=g.passages, history_turns=g.history_turns)
+
+
 def product_names(catalog: list[dict[str, Any]]) -> list[str]:
     return [str(p["name"]) for p in catalog]
 
@@ -84,6 +109,7 @@ class Services:
     settings: Settings
     engine: Engine
     classifier: IntentClassifier
+    writer: GroundedWriter | None = None  # None until `shopbot train generator` has run
 
 
 @asynccontextmanager
@@ -93,12 +119,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         knowledge = load_knowledge(settings)
         catalog = load_catalog(settings)  # read once: entity names for the classifier, SKUs for the orders
         classifier = IntentClassifier.load(settings.nlu.model_dir, products=product_names(catalog),
-                                           threads=settings.nlu.threads)
+                                           threads=settings.nlu.threads, runtime=settings.nlu.runtime)
+        # Concurrent conversations share forward passes; the engine awaits its own message's parse.
+        batcher = MicroBatcher(classifier.parse_batch, max_batch=settings.nlu.max_batch,
+                               max_wait=settings.nlu.batch_wait_ms / 1000, inline_batch=1)
+        stack.push_async_callback(batcher.aclose)
         store = open_store(settings)
         stack.push_async_callback(store.aclose)
         review: ReviewLog = open_review_log(settings)
         if isinstance(review, RedisReviewLog):
             stack.push_async_callback(review.aclose)
+        writer = open_writer(settings, knowledge, catalog)
+        if writer is not None:
+            stack.push_async_callback(writer.generator.aclose)
         runner: ActionRunner
         if settings.actions.endpoint:
             remote = RemoteActionRunner(settings.actions.endpoint, settings.actions.timeout_s)
@@ -107,11 +140,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         else:
             runner = LocalActionRunner(build_executor(knowledge, open_orders(settings, knowledge, catalog=catalog)))
         config = EngineConfig(
-            policy=RoutingPolicy(settings.nlu.confidence_threshold, settings.nlu.ambiguity_margin),
+            policy=RoutingPolicy(settings.nlu.confidence_threshold, settings.nlu.ambiguity_margin,
+                                 generator=writer is not None),
             history_limit=settings.state.history_limit,
             max_message_chars=settings.messages.max_chars,
         )
-        yield Services(settings, Engine(store, classifier, runner, knowledge, config, review), classifier)
+        yield Services(settings, Engine(store, batcher, runner, knowledge, config, review, writer), classifier,
+                       writer)
 
 
 def build_app(settings: Settings) -> FastAPI:

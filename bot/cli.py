@@ -30,21 +30,30 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--conversation-id", default="terminal")
 
     train = commands.add_parser("train", help="train the models (only the missing ones unless --force)")
-    train.add_argument("target", nargs="?", choices=["all", "intents"], default="all")
+    train.add_argument("target", nargs="?", choices=["all", "intents", "generator"], default="all")
     train.add_argument("--force", action="store_true", help="retrain even if a model exists")
-    train.add_argument("--data", type=Path, help="training data (default: data.nlu in config.yml)")
-    train.add_argument("--epochs", type=int)
+    train.add_argument("--data", type=Path, help="intent training data (default: data.nlu in config.yml)")
+    train.add_argument("--epochs", type=int, help="intents: passes over the data")
+    train.add_argument("--steps", type=int, help="generator: optimisation steps")
     train.add_argument("--learning-rate", type=float)
-    train.add_argument("--output", type=Path, help="artifact directory (default: nlu.model_dir)")
+    train.add_argument("--output", type=Path,
+                       help="artifact directory (default: nlu.model_dir or generation.model_dir)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model")
-    evaluate.add_argument("target", choices=["intents"])
+    evaluate.add_argument("target", choices=["intents", "generator"])
+    evaluate.add_argument("--dialogues", type=int, default=400,
+                          help="generator: held-out dialogues to generate for (from the corpus split)")
     evaluate.add_argument("--data", type=Path,
                           help="Rasa NLU YAML or CSV (text,intent); default: the validation split of data.nlu")
     evaluate.add_argument("--out", type=Path, default=Path("reports/intents"))
     evaluate.add_argument("--out-of-scope", type=Path, metavar="FILE",
                           help="messages that belong to no intent (YAML 'messages:' list or one per line): "
                                "report how many are flagged and the AUROC against the evaluated set")
+
+    generate = commands.add_parser("generate", help="use the generator as a tool")
+    generate.add_argument("what", choices=["description"])
+    generate.add_argument("attributes", nargs="+", metavar="KEY=VALUE",
+                          help='name=..., category=... (required); material, colours, sizes, features, care, price')
 
     actions = commands.add_parser("actions", help="serve the actions with the rasa-sdk action server")
     actions.add_argument("--port", type=int)
@@ -76,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "serve": commands.serve, "chat": commands.chat, "train": commands.train,
         "evaluate": commands.evaluate, "actions": commands.actions, "orders": commands.orders,
-        "config": _print_config, "nlu": commands.nlu_review,
+        "config": _print_config, "nlu": commands.nlu_review, "generate": commands.generate,
     }
     try:
         return handlers[args.command](settings, args)

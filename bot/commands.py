@@ -7,13 +7,15 @@ import asyncio
 import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 
 from bot.app import build_app, load_catalog, load_knowledge, open_orders, open_services, product_names
 from bot.settings import Settings
 from bot.types import InboundMessage, Reply
-from nlu.classifier import METADATA_FILE, IntentClassifier, ModelNotFoundError
+from nlu.classifier import METADATA_FILE, OUT_OF_SCOPE, IntentClassifier, ModelNotFoundError
 from nlu.dataset import DatasetError, Example, data_hash, load_examples, stratified_split
+from nlu.runtime import ONNX_FILE
 
 log = logging.getLogger("shopbot")
 
@@ -75,29 +77,96 @@ async def _chat(settings: Settings, conversation_id: str) -> None:
 
 
 def train(settings: Settings, args: argparse.Namespace) -> int:
+    if args.target in ("all", "intents"):
+        _train_intents(settings, args)
+    if args.target in ("all", "generator"):
+        _train_generator(settings, args)
+    return 0
+
+
+def _train_generator(settings: Settings, args: argparse.Namespace) -> None:
+    from generation.corpus import build_corpus, load_templates, split
+    from generation.generator import METADATA_FILE as GENERATOR_METADATA
+    from generation.train import GeneratorConfig, train_generator
+
+    g, t = settings.generation, settings.generation.train
+    output = args.output if args.output and args.target == "generator" else g.model_dir
+    if (output / GENERATOR_METADATA).is_file() and not args.force:
+        print(f"generator in {output} exists (use --force to retrain)")
+        return
+    try:
+        templates = load_templates(g.templates)
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    train_set, validation = split(build_corpus(templates, t.corpus_size, t.seed), t.validation_fraction, t.seed)
+    config = GeneratorConfig(base_model=g.base_model, n_layer=t.n_layer, n_embd=t.n_embd, n_head=t.n_head,
+                             vocab_size=t.vocab_size, steps=args.steps or t.steps, batch_size=t.batch_size,
+                             learning_rate=args.learning_rate or t.learning_rate, max_minutes=t.max_minutes,
+                             seed=t.seed, threads=g.threads)
+    print(f"training the generator on {len(train_set)} dialogues ({config.steps} steps, "
+          f"at most {config.max_minutes:g} minutes)...")
+    result = train_generator(train_set, validation, output, config)
+    print(f"saved to {result.output_dir}: validation perplexity {result.validation_perplexity:.2f} "
+          f"({len(validation)} dialogues), {result.parameters / 1e6:.1f} M parameters, {result.steps} steps in "
+          f"{result.train_seconds:.0f} s" + (" (stopped at the time limit)" if result.stopped_early else ""))
+
+
+def _train_intents(settings: Settings, args: argparse.Namespace) -> None:
     from nlu.train import TrainConfig, train_intents
 
     output = args.output or settings.nlu.model_dir
     examples = _examples(args.data or settings.data.nlu)
     trained_on = _trained_data_hash(output)
-    if not args.force and trained_on == data_hash(examples):
+    served = (output / ONNX_FILE).is_file()
+    if not args.force and trained_on == data_hash(examples) and served:
         print(f"intent model in {output} is up to date with its data (use --force to retrain)")
-        return 0
+        return
     if trained_on is not None and not args.force:
-        print(f"the training data changed since {output} was trained: retraining")
+        reason = "the training data changed" if served else f"it has no served graph ({ONNX_FILE})"
+        print(f"{output} was trained before, but {reason}: retraining")
     t = settings.nlu.train
     config = TrainConfig(base_model=settings.nlu.base_model, epochs=args.epochs or t.epochs,
                          learning_rate=args.learning_rate or t.learning_rate, batch_size=t.batch_size,
-                         max_length=t.max_length, validation_fraction=t.validation_fraction, seed=t.seed)
+                         max_length=t.max_length, validation_fraction=t.validation_fraction, seed=t.seed,
+                         noise_rate=t.noise_rate)
     print(f"training the intent classifier on {len(examples)} examples ({config.epochs} epochs)...")
     result = train_intents(examples, output, config)
     print(f"saved to {result.output_dir}: validation accuracy {result.val_accuracy:.4f}, "
           f"macro-F1 {result.val_macro_f1:.4f}, {result.train_seconds:.0f} s "
           f"({result.n_train} train / {result.n_validation} validation examples)")
-    return 0
+
+
+def generate(settings: Settings, args: argparse.Namespace) -> int:
+    pairs = [a.partition("=") for a in args.attributes]
+    bad = [key for key, sep, value in pairs if not sep or not key.strip() or not value.strip()]
+    if bad:
+        raise UserError(f"attributes are KEY=VALUE, got {', '.join(map(repr, bad))}")
+    attributes = {key.strip(): value.strip() for key, _, value in pairs}
+    missing = [k for k in ("name", "category") if k not in attributes]
+    if missing:
+        raise UserError(f"a description needs {' and '.join(missing)}")
+
+    async def write() -> int:
+        from bot.app import open_writer
+
+        writer = open_writer(settings, load_knowledge(settings), load_catalog(settings))
+        if writer is None:
+            raise UserError(f"no generator in {settings.generation.model_dir}: run `shopbot train generator`")
+        try:
+            description = await writer.describe(attributes)
+        finally:
+            await writer.generator.aclose()
+        print(description.text)
+        if description.missing:
+            print(f"missing from the description: {', '.join(description.missing)}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(write())
 
 
 def evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.target == "generator":
+        return _evaluate_generator(settings, args)
     from nlu.evaluate import evaluate_intents
 
     classifier = _classifier(settings)
@@ -113,8 +182,32 @@ def evaluate(settings: Settings, args: argparse.Namespace) -> int:
     print(f"accuracy: {report.accuracy:.4f}\nmacro_f1: {report.macro_f1:.4f}")
     print(f"reports written to {report.out_dir}/ (intent_report.json, intent_errors.json, "
           "intent_confusion_matrix.png, intent_histogram.png)")
-    if args.out_of_scope:
-        _report_scope(classifier, [e.text for e in examples], args.out_of_scope, args.out)
+    if args.out_of_scope:  # the support messages among the evaluated ones are the in-scope side
+        _report_scope(classifier, [e.text for e in examples if e.intent != OUT_OF_SCOPE], args.out_of_scope, args.out)
+    return 0
+
+
+def _evaluate_generator(settings: Settings, args: argparse.Namespace) -> int:
+    from generation.corpus import build_corpus, load_templates, split
+    from generation.evaluate import evaluate_generator
+    from generation.generator import Generator, GeneratorNotFoundError
+    from generation.sampling import SamplingSettings
+
+    g, t = settings.generation, settings.generation.train
+    try:
+        generator = Generator.load(g.model_dir, SamplingSettings(g.temperature, g.top_p, g.repetition_penalty,
+                                                                 g.max_new_tokens, g.stop), threads=g.threads, seed=0)
+    except GeneratorNotFoundError as exc:
+        raise UserError(str(exc)) from exc
+    templates = load_templates(g.templates)
+    # The held-out split of the very corpus training used (same size, seed and fraction).
+    _, validation = split(build_corpus(templates, t.corpus_size, t.seed), t.validation_fraction, t.seed)
+    products = {*product_names(load_catalog(settings)), *templates.pools["product"].values}
+    report = evaluate_generator(generator, validation[: args.dialogues], products)
+    print(f"held-out dialogues of the corpus split ({t.corpus_size} built, seed {t.seed})")
+    print("\n".join(report.lines()))
+    for question, reply, grounded in report.examples:
+        print(f"  {'ok ' if grounded else 'BAD'} {question!r} -> {reply!r}")
     return 0
 
 
@@ -190,7 +283,7 @@ def _examples(path: Path) -> list[Example]:
 def _classifier(settings: Settings) -> IntentClassifier:
     try:
         return IntentClassifier.load(settings.nlu.model_dir, products=product_names(load_catalog(settings)),
-                                     threads=settings.nlu.threads)
+                                     threads=settings.nlu.threads, runtime=settings.nlu.runtime)
     except ModelNotFoundError as exc:
         raise UserError(str(exc)) from exc
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.actions.base import AWAITING_ACTION, REQUESTED_SLOT
 from bot.actions.knowledge import ShopKnowledge
@@ -20,11 +19,16 @@ from generation.safety import VerdictAction, check_reply, clean_text
 from generation.safety.pii import redact
 from nlu.parse import Parse
 
+if TYPE_CHECKING:  # the generator's modules load torch; the engine runs without one
+    from generation.writer import GroundedWriter
+
 log = logging.getLogger(__name__)
 
 
 class IntentParser(Protocol):
-    def parse(self, text: str) -> Parse: ...
+    """The classifier as the engine sees it: awaitable, so concurrent messages can share a batch."""
+
+    async def parse(self, text: str) -> Parse: ...
 
 
 class InputRejected(ValueError):
@@ -47,9 +51,11 @@ class Engine:
     """The conversation engine: channels call `handle`; it never knows which channel called."""
 
     def __init__(self, store: ConversationStore, parser: IntentParser, actions: ActionRunner,
-                 knowledge: ShopKnowledge, config: EngineConfig, review: ReviewLog | None = None) -> None:
+                 knowledge: ShopKnowledge, config: EngineConfig, review: ReviewLog | None = None,
+                 writer: GroundedWriter | None = None) -> None:
         self.store = store
         self.review = review
+        self.writer = writer
         self.parser = parser
         self.actions = actions
         self.knowledge = knowledge
@@ -70,7 +76,7 @@ class Engine:
         payload = parse_payload(text, SUPPORT_INTENTS | CONVERSATION_INTENTS)
         if payload is not None:
             return payload
-        return await asyncio.to_thread(self.parser.parse, text)
+        return await self.parser.parse(text)
 
     async def explain(self, text: str) -> tuple[Parse, Route]:
         """What the bot would make of `text` in a fresh conversation; nothing is stored."""
@@ -109,6 +115,8 @@ class Engine:
                        channel: str) -> tuple[list[Reply], dict[str, object], list[Event]]:
         if decision.kind is RouteKind.SILENT:
             return [], {}, []
+        if decision.kind is RouteKind.GENERATOR and self.writer is not None:
+            return await self._generate(decision, conversation, parse)
         if decision.kind is not RouteKind.ACTION or decision.action is None:
             return [self._offer(decision)], _forget_question(), []
         try:
@@ -120,6 +128,25 @@ class Engine:
         return _replies(result), _slot_changes(result), [
             Event("action", time.time(), {"name": decision.action, "slots": dict(result.slots)})
         ]
+
+    async def _generate(self, decision: Route, conversation: Conversation,
+                        parse: Parse) -> tuple[list[Reply], dict[str, object], list[Event]]:
+        """A grounded reply from the generator; an ungrounded or failed one becomes the fallback."""
+        assert self.writer is not None
+        history = [(t.role, t.text) for t in conversation.history] + [("user", parse.text)]
+        try:
+            written = await self.writer.answer(history)
+        except Exception as exc:  # a broken generator costs a fallback, not the conversation
+            log.exception("conversation %s: the generator failed", conversation.id)
+            return [self._offer(decision)], _forget_question(), [Event("error", time.time(), {"generator": str(exc)})]
+        event = Event("generation", time.time(), {
+            "text": written.text, "grounded": written.grounded,
+            "passages": [p.source for p in written.passages],
+            "unsupported": [f"{f.kind}: {f.text}" for f in written.unsupported],
+        })
+        if not written.grounded:
+            return [self._offer(decision)], _forget_question(), [event]
+        return [Reply(written.text, kind=ReplyKind.GENERATOR)], _forget_question(), [event]
 
     async def _keep_for_review(self, text: str, parse: Parse, decision: Route, channel: str) -> None:
         """Fallbacks, out-of-scope, ambiguous and handoff messages go to the NLU review log, redacted."""
@@ -160,7 +187,7 @@ def review_reason(parse: Parse, decision: Route) -> str | None:
     """Why a message deserves a human look, or None."""
     if parse.out_of_scope:
         return "out_of_scope"
-    if decision.kind is RouteKind.FALLBACK:
+    if decision.kind in (RouteKind.FALLBACK, RouteKind.GENERATOR):
         return "fallback"
     if decision.kind is RouteKind.CLARIFY:
         return "ambiguous"

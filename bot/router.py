@@ -24,6 +24,7 @@ class RouteKind(enum.StrEnum):
     ACTION = "action"
     CLARIFY = "clarify"
     FALLBACK = "fallback"
+    GENERATOR = "generator"  # the grounded generator answers (when the shop has one; else FALLBACK)
     SILENT = "silent"  # a human owns the conversation: the bot stays quiet
 
 
@@ -39,7 +40,7 @@ HANDOFF_ACTION = "action_contact_human_agent"
 
 
 def route_name(decision: Route) -> str:
-    """The route as the parse API names it: action, clarify, fallback or handoff."""
+    """The route as the parse API names it: action, generator, clarify, fallback or handoff."""
     if decision.kind is RouteKind.SILENT or decision.action == HANDOFF_ACTION:
         return "handoff"
     return decision.kind.value
@@ -49,6 +50,7 @@ def route_name(decision: Route) -> str:
 class RoutingPolicy:
     confidence_threshold: float = 0.5
     ambiguity_margin: float = 0.1
+    generator: bool = False  # whether unsure and out-of-scope messages go to the generator
 
 
 _BARE_ORDER_NUMBER = re.compile(r"\W*(?:order\s*(?:no\.?|number|nr\.?)?\s*)?#?\s*\d{5,6}\W*", re.IGNORECASE)
@@ -85,7 +87,9 @@ def route(conversation: Conversation, parse: Parse, policy: RoutingPolicy) -> Ro
     top = parse.intent
     if parse.out_of_scope or top.name not in known or top.confidence < policy.confidence_threshold:
         options = tuple(s.name for s in parse.ranking if s.name in SUPPORT_INTENTS)[:3]
-        return Route(RouteKind.FALLBACK, reason=f"low confidence {top.confidence:.2f}", options=options)
+        kind = RouteKind.GENERATOR if policy.generator else RouteKind.FALLBACK
+        reason = "out of scope" if parse.out_of_scope else f"low confidence {top.confidence:.2f}"
+        return Route(kind, reason=reason, options=options)
     runner_up = parse.ranking[1] if len(parse.ranking) > 1 else None
     if (
         runner_up is not None

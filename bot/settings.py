@@ -60,6 +60,7 @@ class NluTrainSettings:
     max_length: int = 64
     validation_fraction: float = 0.15
     seed: int = 13
+    noise_rate: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,45 @@ class NluSettings:
     model_dir: Path = Path("models/intents")
     confidence_threshold: float = 0.5
     ambiguity_margin: float = 0.1
-    threads: int = 0  # 0: let torch decide
+    threads: int = 0  # 0: let the runtime decide
+    runtime: str = "onnx-int8"  # or "torch": the fp32 weights, slower, for comparison
+    max_batch: int = 64  # concurrent messages classified in one forward pass
+    batch_wait_ms: float = 0.0  # how long a lone message waits for company (0: batch what is queued)
     review_file: Path = Path("var/nlu_review.jsonl")
     review_limit: int = 5_000
     train: NluTrainSettings = field(default_factory=NluTrainSettings)
+
+
+@dataclass(frozen=True)
+class GenerationTrainSettings:
+    corpus_size: int = 20_000  # dialogues built from data/generator/ templates
+    validation_fraction: float = 0.05
+    steps: int = 1_800
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    n_layer: int = 4
+    n_embd: int = 256
+    n_head: int = 4
+    vocab_size: int = 8_000
+    max_minutes: float = 20.0
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    base_model: str = ""  # empty: a compact GPT-2 trained from scratch on data/generator/
+    model_dir: Path = Path("models/generator")
+    templates: Path = Path("data/generator")
+    temperature: float = 0.3
+    top_p: float = 0.9
+    repetition_penalty: float = 1.2
+    max_new_tokens: int = 96
+    stop: tuple[str, ...] = ("<|user|>", "<|knowledge|>")
+    passages: int = 3  # knowledge passages retrieved into each prompt
+    history_turns: int = 6  # earlier turns shown to the model
+    max_batch: int = 8  # concurrent replies decoded together
+    threads: int = 0
+    train: GenerationTrainSettings = field(default_factory=GenerationTrainSettings)
 
 
 @dataclass(frozen=True)
@@ -129,6 +165,7 @@ class Settings:
     shop: ShopSettings = field(default_factory=ShopSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     nlu: NluSettings = field(default_factory=NluSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
     state: StateSettings = field(default_factory=StateSettings)
     actions: ActionsSettings = field(default_factory=ActionsSettings)
     data: DataSettings = field(default_factory=DataSettings)
@@ -140,7 +177,9 @@ class Settings:
         data = {f.name: _resolve(getattr(self.data, f.name), root) for f in dataclasses.fields(self.data)}
         nlu = dataclasses.replace(self.nlu, model_dir=_resolve(self.nlu.model_dir, root),
                                   review_file=_resolve(self.nlu.review_file, root))
-        return dataclasses.replace(self, data=DataSettings(**data), nlu=nlu)
+        generation = dataclasses.replace(self.generation, model_dir=_resolve(self.generation.model_dir, root),
+                                         templates=_resolve(self.generation.templates, root))
+        return dataclasses.replace(self, data=DataSettings(**data), nlu=nlu, generation=generation)
 
 
 def _resolve(path: Path, root: Path) -> Path:
@@ -225,13 +264,19 @@ def _convert(value: Any, hint: Any, name: str, origin: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError("a boolean")
             return hint(text if text is not None else value)
+        if typing.get_origin(hint) is tuple:  # a list of strings; from the environment, comma-separated
+            items = text.split(",") if text is not None else value
+            if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+                raise ValueError("a list of strings")
+            return tuple(items)
         if hint in (str, Path):
             if text is None and not isinstance(value, (str, int, float)):
                 raise ValueError(f"a {type(value).__name__}")
             return hint(text if text is not None else str(value))
     except (TypeError, ValueError) as exc:
         shown = text if text is not None else value
-        raise SettingsError(f"{where}: '{name}' must be {hint.__name__}, got {shown!r}") from exc
+        kind = getattr(hint, "__name__", str(hint))
+        raise SettingsError(f"{where}: '{name}' must be {kind}, got {shown!r}") from exc
     raise SettingsError(f"{where}: '{name}' has an unsupported type {hint!r}")
 
 
@@ -252,12 +297,29 @@ _RANGES: dict[str, tuple[float, float]] = {
     "nlu.confidence_threshold": (0.0, 1.0),
     "nlu.ambiguity_margin": (0.0, 1.0),
     "nlu.threads": (0, 256),
+    "nlu.max_batch": (1, 1_024),
+    "nlu.batch_wait_ms": (0.0, 1_000.0),
     "nlu.review_limit": (10, 1_000_000),
     "nlu.train.epochs": (1, 1_000),
     "nlu.train.learning_rate": (1e-7, 1.0),
     "nlu.train.batch_size": (1, 4_096),
     "nlu.train.max_length": (8, 512),
     "nlu.train.validation_fraction": (0.01, 0.9),
+    "nlu.train.noise_rate": (0.0, 1.0),
+    "generation.temperature": (0.0, 5.0),
+    "generation.top_p": (0.01, 1.0),
+    "generation.repetition_penalty": (1.0, 5.0),
+    "generation.max_new_tokens": (1, 1_024),
+    "generation.passages": (0, 20),
+    "generation.history_turns": (0, 100),
+    "generation.max_batch": (1, 256),
+    "generation.threads": (0, 256),
+    "generation.train.corpus_size": (10, 10_000_000),
+    "generation.train.validation_fraction": (0.0, 0.5),
+    "generation.train.steps": (1, 10_000_000),
+    "generation.train.batch_size": (1, 4_096),
+    "generation.train.learning_rate": (1e-7, 1.0),
+    "generation.train.max_minutes": (0.1, 10_000.0),
     "state.conversation_ttl_s": (60, 365 * 24 * 3600),
     "state.history_limit": (2, 10_000),
     "state.events_limit": (10, 100_000),
@@ -277,5 +339,7 @@ def _validate(settings: Settings) -> None:
             value = getattr(value, part)
         if not low <= value <= high:
             raise SettingsError(f"'{dotted}' must be between {low} and {high}, got {value}")
+    if settings.nlu.runtime not in ("onnx-int8", "torch"):
+        raise SettingsError(f"'nlu.runtime' must be 'onnx-int8' or 'torch', got {settings.nlu.runtime!r}")
     if settings.actions.endpoint and not settings.actions.endpoint.startswith(("http://", "https://")):
         raise SettingsError(f"'actions.endpoint' must be an http(s) URL, got {settings.actions.endpoint!r}")

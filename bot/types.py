@@ -32,6 +32,7 @@ class ReplyKind(enum.StrEnum):
     ACTION = "action"
     CLARIFY = "clarify"
     FALLBACK = "fallback"
+    GENERATOR = "generator"
     HANDOFF = "handoff"
     NOTICE = "notice"
 

@@ -31,7 +31,7 @@ class ScriptedParser:
         self.verdicts = verdicts
         self.out_of_scope = out_of_scope
 
-    def parse(self, text: str) -> Parse:
+    async def parse(self, text: str) -> Parse:
         ranking = tuple(IntentScore(n, c) for n, c in self.verdicts[text])
         return Parse(text, ranking[0], ranking, (), text in self.out_of_scope)
 
@@ -98,8 +98,8 @@ class _WithOrder:
     def __init__(self, parser: ScriptedParser) -> None:
         self.parser = parser
 
-    def parse(self, text: str) -> Parse:
+    async def parse(self, text: str) -> Parse:
         from nlu.entities import extract_entities
 
-        found = self.parser.parse(text)
+        found = await self.parser.parse(text)
         return Parse(text, found.intent, found.ranking, extract_entities(text), found.out_of_scope)

@@ -47,6 +47,39 @@ class MessagesOut(BaseModel):
     replies: list[ReplyOut]
 
 
+Attribute = StrictStr | list[StrictStr]
+
+
+class DescriptionIn(BaseModel):
+    """A product's attributes; every value given must appear in the description."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(min_length=1, max_length=120)
+    category: StrictStr = Field(min_length=1, max_length=120)
+    material: StrictStr | None = Field(default=None, max_length=300)
+    colours: Attribute | None = Field(default=None, description="a string or a list of strings")
+    sizes: Attribute | None = None
+    features: Attribute | None = None
+    care: StrictStr | None = Field(default=None, max_length=300)
+    price: StrictStr | None = Field(default=None, max_length=40, description='as it should read, e.g. "€89.00"')
+
+    def attributes(self) -> dict[str, str]:
+        values = {k: v for k, v in self.model_dump().items() if v not in (None, "", [])}
+        return {k: _listing(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+class DescriptionOut(BaseModel):
+    description: str
+    missing: list[str] = Field(description="attributes whose value the description does not state")
+
+
+def _listing(values: list[str]) -> str:
+    if len(" ".join(values)) > 300 or len(values) > 20:
+        raise ValueError("at most 20 values and 300 characters per attribute")
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
 def _services(request: Request) -> Services:
     services: Services = request.state.services
     return services
@@ -98,6 +131,23 @@ async def get_conversation(conversation_id: str, request: Request) -> JSONRespon
         return JSONResponse(status_code=404, content={"detail": f"no conversation '{conversation_id}'"})
     return JSONResponse({"conversation_id": conversation.id, "mode": conversation.mode.value,
                          "history": [t.to_json() for t in conversation.history]})
+
+
+@router.post("/api/v1/descriptions", response_model=DescriptionOut, tags=["tools"],
+             responses={422: {"description": "missing or malformed attributes"},
+                        503: {"description": "no generator has been trained yet"}})
+async def post_description(body: DescriptionIn, request: Request) -> DescriptionOut | JSONResponse:
+    """Write a product description from its attributes with the shop's generator."""
+    writer = _services(request).writer
+    if writer is None:
+        detail = "no generator is trained: run `shopbot train generator`"
+        return JSONResponse(status_code=503, content={"detail": detail})
+    try:
+        attributes = body.attributes()
+    except ValueError as exc:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+    description = await writer.describe(attributes)
+    return DescriptionOut(description=description.text, missing=list(description.missing))
 
 
 @router.get("/", include_in_schema=False)
