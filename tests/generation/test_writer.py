@@ -1,0 +1,122 @@
+"""The generator route end to end: writer checks, descriptions, and what the engine sends."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from bot.actions.demo_orders import SqliteOrderStore, create_demo_store
+from bot.actions.knowledge import ShopKnowledge, money
+from bot.actions.registry import build_executor
+from bot.actions.runner import LocalActionRunner
+from bot.engine import Engine, EngineConfig
+from bot.router import RoutingPolicy
+from bot.state import MemoryStore
+from bot.types import InboundMessage, ReplyKind
+from generation.generator import Generator
+from generation.retrieval import KnowledgeIndex, Passage, SentenceEncoder, catalog_passages
+from generation.writer import GroundedWriter
+from nlu.parse import IntentScore, Parse
+from tests.conftest import ROOT
+from tests.generation.test_grounded import JACKET
+
+
+class ScriptedGenerator:
+    """The streaming generator's interface with a written reply: tests of what happens around it."""
+
+    def __init__(self, generator: Generator, reply: str | Exception) -> None:
+        self.generator = generator
+        self.reply = reply
+        self.prompts: list[str] = []
+
+    async def complete(self, prompt: str, settings: object = None) -> str:
+        self.prompts.append(prompt)
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def index() -> KnowledgeIndex:
+    return KnowledgeIndex(catalog_passages([JACKET], money) + [Passage("Returns are free for 30 days.", "faq:x")],
+                          SentenceEncoder())
+
+
+def writer(tiny_dir: Path, index: KnowledgeIndex, reply: str | Exception) -> GroundedWriter:
+    return GroundedWriter(ScriptedGenerator(Generator.load(tiny_dir), reply), index,  # type: ignore[arg-type]
+                          ["Harbor Rain Jacket", "Aurora Merino Sweater"])
+
+
+async def test_the_prompt_holds_the_retrieved_passages_and_the_conversation(tiny_dir: Path, index) -> None:  # type: ignore[no-untyped-def]
+    w = writer(tiny_dir, index, "It is made of recycled polyester.")
+
+    written = await w.answer([("user", "hi"), ("bot", "Hello!"), ("user", "what is the harbor rain jacket made of")])
+
+    prompt = w.generator.prompts[0]  # type: ignore[attr-defined]
+    assert "Harbor Rain Jacket - material: recycled polyester." in prompt
+    assert prompt.endswith("<|user|> what is the harbor rain jacket made of <|bot|>")
+    assert written.grounded and written.passages[0].product == "Harbor Rain Jacket"
+
+
+async def test_an_invented_price_is_not_grounded(tiny_dir: Path, index) -> None:  # type: ignore[no-untyped-def]
+    w = writer(tiny_dir, index, "The jacket is €59.00 today only.")
+
+    written = await w.answer([("user", "price of the jacket?")])
+
+    assert not written.grounded and [f.text for f in written.unsupported] == ["€59.00"]
+
+
+async def test_a_description_reports_the_attributes_it_left_out(tiny_dir: Path, index) -> None:  # type: ignore[no-untyped-def]
+    w = writer(tiny_dir, index, "The Fjord Parka is a warm coat in navy.")
+
+    description = await w.describe({"name": "Fjord Parka", "category": "Jackets", "colours": "navy",
+                                     "material": "recycled down", "ignored": "x"})
+
+    assert description.missing == ("category", "material")
+    request = w.generator.prompts[0]  # type: ignore[attr-defined]
+    assert "Write a product description for: name: Fjord Parka; category: Jackets; material: recycled down; " \
+           "colours: navy" in request and "ignored" not in request
+
+
+def engine(tmp_path: Path, w: GroundedWriter, out_of_scope: bool = True) -> Engine:
+    data = ROOT / "data"
+    knowledge = ShopKnowledge.load(data / "shop.yml", data / "faq.yml", data / "responses.yml")
+    create_demo_store(tmp_path / "o.sqlite", data / "demo_orders.yml", knowledge.facts["delivery_options"],
+                      date.today())
+    runner = LocalActionRunner(build_executor(knowledge, SqliteOrderStore(tmp_path / "o.sqlite", [])))
+
+    class OutOfScope:
+        async def parse(self, text: str) -> Parse:
+            top = IntentScore("out_of_scope", 0.9)
+            return Parse(text, top, (top, IntentScore("track_order", 0.05)), (), out_of_scope)
+
+    return Engine(MemoryStore(ttl_s=60), OutOfScope(), runner, knowledge,
+                  EngineConfig(policy=RoutingPolicy(generator=True)), writer=w)
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("The Harbor Rain Jacket is made of recycled polyester.", ReplyKind.GENERATOR),
+        ("Your order 10099 arrives on Friday for €12.00.", ReplyKind.FALLBACK),  # invented order facts
+        (RuntimeError("model exploded"), ReplyKind.FALLBACK),
+        ("", ReplyKind.FALLBACK),
+    ],
+)
+async def test_the_engine_sends_only_grounded_generated_replies(
+    tmp_path: Path, tiny_dir: Path, index, reply: str | Exception, kind: ReplyKind  # type: ignore[no-untyped-def]
+) -> None:
+    bot = engine(tmp_path, writer(tiny_dir, index, reply))
+
+    replies = await bot.handle(InboundMessage("rest", "c1", "what is the harbor rain jacket made of"))
+
+    assert [r.kind for r in replies] == [kind]
+    if kind is ReplyKind.FALLBACK and isinstance(reply, str) and reply:
+        assert "10099" not in replies[0].text
+        events = [e for e in await bot.store.events("c1") if e.kind == "generation"]
+        assert events and events[0].data["grounded"] is False and "order_id: 10099" in events[0].data["unsupported"]
