@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +59,6 @@ class Generator:
             torch.set_num_threads(threads)
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         return cls(model, AutoTokenizer.from_pretrained(model_dir), settings, seed)
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        path = Path(self.model.name_or_path) / METADATA_FILE
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -241,7 +235,3 @@ def _same_settings(batch: list[_Request]) -> list[list[_Request]]:
     for request in batch:
         groups.setdefault(request.settings, []).append(request)
     return list(groups.values())
-
-
-def with_stop(settings: SamplingSettings, *stop: str) -> SamplingSettings:
-    return replace(settings, stop=tuple(dict.fromkeys((*settings.stop, *stop))))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from generation.corpus import DESCRIPTION_REQUEST, OPTIONAL_ATTRIBUTES, REQUIRED_ATTRIBUTES
@@ -56,12 +56,6 @@ class GroundedWriter:
         text = await self.generator.complete(prompt)
         return self._checked(text, passages, history)
 
-    async def stream(self, history: Sequence[tuple[str, str]]) -> AsyncIterator[str]:
-        """The reply's text as it is generated (unchecked: check the whole with `check` afterwards)."""
-        prompt, _ = await self._prompt(history)
-        async for piece in self.generator.stream(prompt):
-            yield piece
-
     async def draft(self, history: Sequence[tuple[str, str]]) -> Written:
         """Agent assist: a draft for an operator, who reads it before anything is sent."""
         return await self.answer(history)
@@ -74,9 +68,6 @@ class GroundedWriter:
         text = await self.generator.complete(prompt)
         missing = tuple(k for k, v in given.items() if _normalise(v) not in _normalise(text))
         return Description(text, missing)
-
-    def check(self, text: str, passages: Sequence[Passage], history: Sequence[tuple[str, str]]) -> Written:
-        return self._checked(text, passages, history)
 
     async def _prompt(self, history: Sequence[tuple[str, str]]) -> tuple[str, tuple[Passage, ...]]:
         recent = list(history)[-(self._history_turns + 1):]
