@@ -1,6 +1,6 @@
 """Generator serving: ShopBot's batched, KV-cached streaming against plain `model.generate` per request.
 
-    python bench/generation.py --model models/generator --requests 32
+    python bench/generator_serving.py --model models/generator --requests 32
 
 One run, the same prompts (held-out dialogues of the training corpus) and greedy decoding for
 both sides, so both write the same replies:
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                f"parameters); torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
                f"load average before the run {load_before}.")
     with args.results.open("a", encoding="utf-8") as handle:
-        handle.write(f"\n## Generator serving, {now}\n\n`python bench/generation.py {' '.join(sys.argv[1:])}`\n\n"
+        handle.write(f"\n## Generator serving, {now}\n\n`python bench/generator_serving.py {' '.join(sys.argv[1:])}`\n\n"
                      f"{context}\n\n{table}\n")
 
 
