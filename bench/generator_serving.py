@@ -22,7 +22,6 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +123,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     generator.generate(prompts[:2])  # warm-up
     base = bench_baseline(generator, prompts, args.max_new_tokens)
     ours = asyncio.run(bench_ours(generator, prompts))
-    same = sum(a == b for a, b in zip(generator.generate(prompts[:8]),
-                                      [generator.generate([p], replace(sampling))[0] for p in prompts[:8]],
-                                      strict=True))
+    alone = [generator.generate([p])[0] for p in prompts[:8]]
+    same = sum(a == b for a, b in zip(generator.generate(prompts[:8]), alone, strict=True))
     met = lambda ok: "yes" if ok else "**no**"  # noqa: E731
     table = "\n".join([
         "| measure | baseline: `model.generate` per request | ShopBot: StreamingGenerator | ours / baseline | target "
@@ -150,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                f"parameters); torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
                f"load average before the run {load_before}.")
     with args.results.open("a", encoding="utf-8") as handle:
-        handle.write(f"\n## Generator serving, {now}\n\n`python bench/generator_serving.py {' '.join(sys.argv[1:])}`\n\n"
-                     f"{context}\n\n{table}\n")
+        command = "python bench/generator_serving.py " + " ".join(sys.argv[1:])
+        handle.write(f"\n## Generator serving, {now}\n\n`{command}`\n\n{context}\n\n{table}\n")
 
 
 if __name__ == "__main__":

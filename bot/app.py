@@ -22,10 +22,10 @@ from bot.settings import Settings
 from bot.state import ConversationStore, FileReviewLog, MemoryStore, RedisReviewLog, RedisStore, ReviewLog
 from bot.state.keys import StoreKeys
 from nlu.batching import MicroBatcher
-
-if TYPE_CHECKING:
-    from generation.writer import GroundedWriter
 from nlu.classifier import IntentClassifier
+
+if TYPE_CHECKING:  # the generator's modules load torch; only open_writer imports them for real
+    from generation.writer import GroundedWriter
 
 log = logging.getLogger(__name__)
 

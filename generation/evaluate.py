@@ -20,7 +20,7 @@ from generation.corpus import Sample
 from generation.generator import Generator
 from generation.grounding import check_grounding
 from generation.prompt import training_text
-from generation.train import _encode, _mean_loss
+from generation.train import encode_example, mean_reply_loss
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,9 @@ class GeneratorReport:
 def evaluate_generator(generator: Generator, samples: Sequence[Sample], products: Iterable[str],
                        batch_size: int = 16, timed: int = 20) -> GeneratorReport:
     products = tuple(products)
-    encoded = [_encode(generator.tokenizer, *training_text(s.passages, s.history, s.reply), 512) for s in samples]
-    perplexity = float(np.exp(_mean_loss(generator.model, generator.tokenizer, encoded, batch_size)))
+    encoded = [encode_example(generator.tokenizer, *training_text(s.passages, s.history, s.reply), 512)
+               for s in samples]
+    perplexity = float(np.exp(mean_reply_loss(generator.model, generator.tokenizer, encoded, batch_size)))
     prompts = [generator.prompt(s.passages, s.history).text for s in samples]
     replies = [r for start in range(0, len(prompts), batch_size)
                for r in generator.generate(prompts[start : start + batch_size])]

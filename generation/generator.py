@@ -95,12 +95,12 @@ class Generator:
         output = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
         for _ in range(settings.max_new_tokens):
             chosen = next_tokens(output.logits[:, -1], generated, settings, generator)  # (batch,)
-            done = [row.done or (i < len(cancelled) and cancelled[i].is_set()) for i, row in enumerate(rows)]
+            done = _finished(rows, cancelled)
             chosen = torch.where(torch.tensor(done), torch.full_like(chosen, self._pad_id), chosen)
             generated = torch.cat([generated, chosen[:, None]], dim=1)
             yield [self._advance(row, int(token), settings) if not d else "" for row, token, d in
                    zip(rows, chosen.tolist(), done, strict=True)]
-            if all(row.done or (i < len(cancelled) and cancelled[i].is_set()) for i, row in enumerate(rows)):
+            if all(_finished(rows, cancelled)):
                 return
             mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype)], dim=1)
             positions = positions[:, -1:] + 1
@@ -140,6 +140,11 @@ class Generator:
 
     def _text(self, row: _Row) -> str:
         return str(self.tokenizer.decode(row.ids, skip_special_tokens=True))
+
+
+def _finished(rows: Sequence[_Row], cancelled: Sequence[threading.Event]) -> list[bool]:
+    """Rows that ended, or whose listener left."""
+    return [row.done or (i < len(cancelled) and cancelled[i].is_set()) for i, row in enumerate(rows)]
 
 
 @dataclass

@@ -96,7 +96,7 @@ def catalog_passages(products: Iterable[Mapping[str, Any]], money: Any) -> list[
             if field_name == "price":
                 value = money(value)
             elif isinstance(value, list):
-                value = _listing([str(v) for v in value])
+                value = listing([str(v) for v in value])
             text = f"{name}: {value}" if field_name == "description" else f"{name} - {label}: {value}."
             passages.append(Passage(text, f"catalog:{product.get('sku', name)}", name))
         stock = "in stock" if product.get("in_stock", True) else "out of stock"
@@ -115,5 +115,6 @@ def faq_passages(answers: Mapping[str, str]) -> list[Passage]:
     return passages
 
 
-def _listing(values: Sequence[str]) -> str:
+def listing(values: Sequence[str]) -> str:
+    """"a", "a and b", "a, b and c": how a passage or a description names several values."""
     return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]

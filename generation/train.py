@@ -82,13 +82,13 @@ def train_generator(
         torch.set_num_threads(config.threads)
     pairs = [training_text(s.passages, s.history, s.reply) for s in train]
     tokenizer, model = _model_and_tokenizer(config, pairs)
-    examples = [_encode(tokenizer, prompt, reply, config.max_length) for prompt, reply in pairs]
-    held_out = [_encode(tokenizer, *training_text(s.passages, s.history, s.reply), config.max_length)
+    examples = [encode_example(tokenizer, prompt, reply, config.max_length) for prompt, reply in pairs]
+    held_out = [encode_example(tokenizer, *training_text(s.passages, s.history, s.reply), config.max_length)
                 for s in validation]
     started = time.perf_counter()
     steps, stopped_early = _fit(model, tokenizer, examples, config, progress, started)
     seconds = time.perf_counter() - started
-    loss = _mean_loss(model, tokenizer, held_out, config.batch_size) if held_out else math.nan
+    loss = mean_reply_loss(model, tokenizer, held_out, config.batch_size) if held_out else math.nan
     result = GeneratorResult(
         output_dir=Path(output_dir).resolve(),
         validation_loss=loss,
@@ -146,7 +146,7 @@ def _model_and_tokenizer(config: GeneratorConfig, pairs: Sequence[tuple[str, str
     return tokenizer, GPT2LMHeadModel(model_config)
 
 
-def _encode(tokenizer: Any, prompt: str, reply: str, max_length: int) -> tuple[list[int], list[int]]:
+def encode_example(tokenizer: Any, prompt: str, reply: str, max_length: int) -> tuple[list[int], list[int]]:
     """Token ids and labels; only the reply is learnt. Too long: the oldest prompt tokens go."""
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"][:max_length // 2]
@@ -216,7 +216,7 @@ def _fit(model: Any, tokenizer: Any, examples: Sequence[tuple[list[int], list[in
 
 
 @torch.inference_mode()
-def _mean_loss(model: Any, tokenizer: Any, examples: Sequence[tuple[list[int], list[int]]], batch_size: int) -> float:
+def mean_reply_loss(model: Any, tokenizer: Any, examples: Sequence[tuple[list[int], list[int]]], batch_size: int) -> float:
     """Mean cross-entropy per reply token (the exponent of the perplexity)."""
     model.eval()
     total, count = 0.0, 0

@@ -75,9 +75,11 @@ class DescriptionOut(BaseModel):
 
 
 def _listing(values: list[str]) -> str:
+    from generation.retrieval import listing  # the generator's modules load torch: only when asked
+
     if len(" ".join(values)) > 300 or len(values) > 20:
         raise ValueError("at most 20 values and 300 characters per attribute")
-    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+    return listing(values)
 
 
 def _services(request: Request) -> Services:

@@ -25,12 +25,12 @@ def client(tmp_path_factory: pytest.TempPathFactory, intent_model_dir: Path, tin
 def test_a_description_comes_back_with_the_attributes_it_missed(client: TestClient) -> None:
     body = client.post("/api/v1/descriptions", json=PARKA).json()
 
+    # A tiny untrained model states few of them: what it left out is named, by attribute. (Which
+    # ones count as stated is GroundedWriter.describe's rule, tested with a written reply.)
     assert isinstance(body["description"], str)
-    # A tiny untrained model states few of them; whatever it left out is named, nothing else.
-    stated = {k for k in ("name", "category", "colours", "price") if k not in body["missing"]}
-    text = body["description"].lower()
-    assert all(str(PARKA[k]).lower() in text for k in stated - {"colours"})
     assert set(body["missing"]) <= {"name", "category", "colours", "price"}
+    if "navy and olive" not in body["description"].lower():  # the list reaches the model as one value
+        assert "colours" in body["missing"]
 
 
 @pytest.mark.parametrize(
