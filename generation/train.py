@@ -216,7 +216,9 @@ def _fit(model: Any, tokenizer: Any, examples: Sequence[tuple[list[int], list[in
 
 
 @torch.inference_mode()
-def mean_reply_loss(model: Any, tokenizer: Any, examples: Sequence[tuple[list[int], list[int]]], batch_size: int) -> float:
+def mean_reply_loss(
+    model: Any, tokenizer: Any, examples: Sequence[tuple[list[int], list[int]]], batch_size: int
+) -> float:
     """Mean cross-entropy per reply token (the exponent of the perplexity)."""
     model.eval()
     total, count = 0.0, 0
