@@ -15,7 +15,7 @@ from bot.actions.base import (
     REQUESTED_SLOT,
     SHIPPING_ADDRESS,
 )
-from bot.actions.registry import CONVERSATION_INTENTS, SUPPORT_INTENTS, action_for_intent
+from bot.actions.registry import CONVERSATION_INTENTS, GENERATOR_INTENTS, SUPPORT_INTENTS, action_for_intent
 from bot.types import Conversation, Mode
 from nlu.parse import Parse
 
@@ -83,13 +83,15 @@ def route(conversation: Conversation, parse: Parse, policy: RoutingPolicy) -> Ro
     if parse.entity("order_id") and _BARE_ORDER_NUMBER.fullmatch(parse.text):
         # a shopper who opens with just "10036" wants to know about that order
         return Route(RouteKind.ACTION, action_for_intent("track_order"), reason="bare order number")
-    known = SUPPORT_INTENTS | CONVERSATION_INTENTS
+    known = SUPPORT_INTENTS | CONVERSATION_INTENTS | GENERATOR_INTENTS
     top = parse.intent
+    options = tuple(s.name for s in parse.ranking if s.name in SUPPORT_INTENTS)[:3]
+    unanswered = RouteKind.GENERATOR if policy.generator else RouteKind.FALLBACK
     if parse.out_of_scope or top.name not in known or top.confidence < policy.confidence_threshold:
-        options = tuple(s.name for s in parse.ranking if s.name in SUPPORT_INTENTS)[:3]
-        kind = RouteKind.GENERATOR if policy.generator else RouteKind.FALLBACK
         reason = "out of scope" if parse.out_of_scope else f"low confidence {top.confidence:.2f}"
-        return Route(kind, reason=reason, options=options)
+        return Route(unanswered, reason=reason, options=options)
+    if top.name in GENERATOR_INTENTS:
+        return Route(unanswered, reason=f"intent {top.name}", options=options)
     runner_up = parse.ranking[1] if len(parse.ranking) > 1 else None
     if (
         runner_up is not None

@@ -59,7 +59,8 @@ class IntentClassifier:
 
         A message is out of scope when the `detector` finds it far from every support intent,
         when `out_of_scope` is the top intent, or when the `out_of_scope` intent's probability
-        exceeds `class_threshold` (both thresholds are set at training time, per runtime).
+        exceeds `class_threshold` (both thresholds are set at training time, per runtime), and
+        when it holds no letter at all.
         """
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("the intent classifier needs a fast (Rust) tokenizer")
@@ -189,7 +190,7 @@ class IntentClassifier:
             intent=ranking[0],
             ranking=ranking,
             entities=extract_entities(text, self._products),
-            out_of_scope=far or unsure or ranking[0].name == OUT_OF_SCOPE,
+            out_of_scope=far or unsure or ranking[0].name == OUT_OF_SCOPE or not _has_words(text),
             metadata={} if ood_score is None else {"ood_score": ood_score},
         )
 
@@ -214,6 +215,15 @@ def length_groups(
         groups.append((cut[n], n))
         n = cut[n]
     return groups[::-1]
+
+
+def _has_words(text: str) -> bool:
+    """Does `text` hold a letter? Digits, codes and emoji alone ask for nothing the model can read.
+
+    (The router still looks up a bare order number, and takes "12345" as the answer when the
+    bot has just asked for one; both rules come before the out-of-scope check.)
+    """
+    return any(ch.isalpha() for ch in text)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -68,3 +68,10 @@ def test_a_bare_order_number_is_looked_up_even_when_out_of_scope() -> None:
 def test_out_of_scope_never_reaches_an_action() -> None:
     message = Parse("what's the weather", IntentScore("track_order", 0.99), out_of_scope=True)
     assert route(Conversation("c"), message, POLICY).kind is RouteKind.FALLBACK
+
+
+@pytest.mark.parametrize(("generator", "kind"), [(True, RouteKind.GENERATOR), (False, RouteKind.FALLBACK)])
+def test_product_questions_go_to_the_generator_when_the_shop_has_one(generator: bool, kind: RouteKind) -> None:
+    message = parse("is the Harbor Rain Jacket waterproof", ("product_question", 0.9), ("place_order", 0.05))
+    decided = route(Conversation("c"), message, RoutingPolicy(generator=generator))
+    assert decided.kind is kind and decided.action is None

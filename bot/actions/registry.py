@@ -40,6 +40,8 @@ SUPPORT_INTENTS = frozenset(
     {*FAQ_INTENTS, *(a.intent for a in ORDER_ACTIONS), "contact_human_agent"}
 )
 CONVERSATION_INTENTS = frozenset({*CHAT_INTENTS, "affirm", "deny"})
+#: questions about the catalogue: the grounded generator answers them from the product passages
+GENERATOR_INTENTS = frozenset({"product_question"})
 
 
 class ContactHumanAgent(ShopAction):

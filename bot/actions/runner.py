@@ -11,7 +11,7 @@ import httpx
 from rasa_sdk.executor import ActionExecutor
 
 from bot.actions.base import SLOTS
-from bot.actions.registry import CONVERSATION_INTENTS, SUPPORT_INTENTS
+from bot.actions.registry import CONVERSATION_INTENTS, GENERATOR_INTENTS, SUPPORT_INTENTS
 from bot.types import Button, Conversation
 from nlu.parse import Parse
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 ENTITIES = ("order_id", "email", "phone", "invoice_number", "product", "size", "colour")
 DOMAIN: dict[str, Any] = {
     "version": "3.1",
-    "intents": sorted(SUPPORT_INTENTS | CONVERSATION_INTENTS),
+    "intents": sorted(SUPPORT_INTENTS | CONVERSATION_INTENTS | GENERATOR_INTENTS),
     "entities": list(ENTITIES),
     "slots": {name: {"type": "any", "mappings": [{"type": "custom"}]} for name in SLOTS},
     "responses": {},

@@ -188,3 +188,11 @@ def test_an_intent_never_predicted_scores_zero_not_nan() -> None:
         "support": 1,
         "confused_with": {"a": 1},
     }
+
+
+@pytest.mark.parametrize("text", ["987654321", "0000", "🙂🙂", "?!", "12/05"])
+def test_a_message_without_a_letter_is_out_of_scope(trained: TrainResult, text: str) -> None:
+    classifier = IntentClassifier.load(trained.output_dir)
+
+    assert classifier.parse(text).out_of_scope
+    assert classifier.parse_batch([text, "where is my parcel"])[0].out_of_scope
