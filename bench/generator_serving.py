@@ -7,7 +7,8 @@ both sides, so both write the same replies:
 - baseline: `model.generate(...)` called once per request (a streamer records its first token);
   with 8 concurrent requests, a pool of 8 threads each calling it, or one after another,
   whichever is faster;
-- ShopBot: `StreamingGenerator` (what `shopbot serve` runs), 1 stream at a time and 8 at once.
+- ShopBot: `StreamingGenerator` (what `shopbot serve` runs), 1 stream at a time, and 8 streams at
+  once (8 clients, each sending its next request when its reply has ended).
 Reports time to first token (median) and aggregate tokens/s, prints a table and appends it to
 bench/RESULTS.md. Wall-clock timings on a shared machine: read one run as one sample.
 """
@@ -96,7 +97,15 @@ async def bench_ours(generator: Generator, prompts: Sequence[str]) -> dict[str, 
     single_seconds = time.perf_counter() - started
     streaming.batch_sizes.clear()
     started = time.perf_counter()
-    together = await asyncio.gather(*(one(p) for p in prompts))  # 8 at a time: max_batch
+    waiting = list(prompts)
+
+    async def client() -> list[tuple[float, int]]:  # one of 8 shoppers: the next request when a reply ends
+        done = []
+        while waiting:
+            done.append(await one(waiting.pop(0)))
+        return done
+
+    together = [r for rs in await asyncio.gather(*(client() for _ in range(8))) for r in rs]
     eight_seconds = time.perf_counter() - started
     await streaming.aclose()
     return {"first_ms": float(np.median([s[0] for s in singles]) * 1e3),

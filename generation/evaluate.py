@@ -3,7 +3,8 @@
 - perplexity: of the reply tokens of the held-out split (what training minimises);
 - grounding rate: the share of generated replies whose checkable facts (prices, numbers, dates,
   order numbers, emails, URLs, product names) all appear in that dialogue's passages or turns;
-- description coverage: the share of given attribute values that the description states;
+- description coverage: the share of given attribute values that the description states (the best
+  of `generation.description_candidates` samples, as `shopbot generate description` serves it);
 - distinct-2: distinct word pairs over all word pairs of the replies (1.0: never repeats itself);
 - latency: one reply at a time, time to the first piece and to the whole reply.
 """
@@ -21,6 +22,7 @@ from generation.generator import Generator
 from generation.grounding import check_grounding
 from generation.prompt import training_text
 from generation.train import encode_example, mean_reply_loss
+from generation.writer import best_description
 
 
 @dataclass(frozen=True)
@@ -42,29 +44,46 @@ class GeneratorReport:
 
 
 def evaluate_generator(generator: Generator, samples: Sequence[Sample], products: Iterable[str],
-                       batch_size: int = 16, timed: int = 20) -> GeneratorReport:
+                       batch_size: int = 16, timed: int = 20, candidates: int = 1) -> GeneratorReport:
+    """Everything is generated as it is served: numbers copied from the sources only, and each
+    description the best of `candidates` samples (`best_description`)."""
     products = tuple(products)
     encoded = [encode_example(generator.tokenizer, *training_text(s.passages, s.history, s.reply), 512)
                for s in samples]
     perplexity = float(np.exp(mean_reply_loss(generator.model, generator.tokenizer, encoded, batch_size)))
-    prompts = [generator.prompt(s.passages, s.history).text for s in samples]
-    replies = [r for start in range(0, len(prompts), batch_size)
-               for r in generator.generate(prompts[start : start + batch_size])]
-    answers = [(s, r) for s, r in zip(samples, replies, strict=True) if s.kind != "description"]
-    grounded = [check_grounding(r, [*s.passages, *(t for _, t in s.history)], products).grounded for s, r in answers]
-    described = [(s, r) for s, r in zip(samples, replies, strict=True) if s.kind == "description"]
-    covered = [v.lower() in r.lower() for s, r in described for v in s.attributes.values()]
-    first, whole = _latency(generator, prompts[:timed])
+    answered = [s for s in samples if s.kind != "description"]
+    replies = _generate(generator, answered, 1, batch_size)
+    grounded = [check_grounding(r, _sources(s), products).grounded for s, r in zip(answered, replies, strict=True)]
+    described = [s for s in samples if s.kind == "description"]
+    drafts = _generate(generator, described, candidates, batch_size)
+    descriptions = [best_description(drafts[i * candidates : (i + 1) * candidates], s.history[-1][1], s.attributes,
+                                     products) for i, s in enumerate(described)]
+    covered = [k not in d.missing for s, d in zip(described, descriptions, strict=True) for k in s.attributes]
+    first, whole = _latency(generator, [generator.prompt(s.passages, s.history).text for s in samples[:timed]])
     return GeneratorReport(
         n_dialogues=len(samples),
         perplexity=perplexity,
         grounding_rate=float(np.mean(grounded)) if grounded else float("nan"),
         description_coverage=float(np.mean(covered)) if covered else float("nan"),
-        distinct_2=distinct_n(replies, 2),
+        distinct_2=distinct_n([*replies, *(d.text for d in descriptions)], 2),
         first_piece_ms=first,
         reply_ms=whole,
-        examples=tuple((s.history[-1][1], r, g) for (s, r), g in list(zip(answers, grounded, strict=True))[:8]),
+        examples=tuple((s.history[-1][1], r, g) for s, r, g in list(zip(answered, replies, grounded, strict=True))[:8]),
     )
+
+
+def _sources(sample: Sample) -> list[str]:
+    return [*sample.passages, *(t for _, t in sample.history)]
+
+
+def _generate(generator: Generator, samples: Sequence[Sample], copies: int, batch_size: int) -> list[str]:
+    """`copies` replies per sample, in sample order, numbers only from each sample's sources."""
+    prompts = [generator.prompt(s.passages, s.history).text for s in samples for _ in range(copies)]
+    sources = [_sources(s) for s in samples for _ in range(copies)]
+    replies: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        replies += generator.generate(prompts[i : i + batch_size], sources=sources[i : i + batch_size])
+    return replies
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,19 +20,23 @@ class SamplingSettings:
 
 
 def next_tokens(
-    logits: torch.Tensor, generated: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None = None
+    logits: torch.Tensor, generated: Sequence[Sequence[int]], settings: SamplingSettings,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One token per row from `logits` (batch, vocab), given the tokens generated so far (batch, n).
+    """One token per row from `logits` (batch, vocab), given each row's tokens generated so far.
 
     The penalty only looks at the reply's own tokens, never the prompt's: a grounded reply is
     supposed to repeat what the passages say.
     """
     logits = logits.float().clone()
-    if settings.repetition_penalty != 1.0 and generated.numel():
-        seen = torch.gather(logits, 1, generated)
-        # CTRL's penalty: shrink positive scores, push negative ones further down.
-        seen = torch.where(seen > 0, seen / settings.repetition_penalty, seen * settings.repetition_penalty)
-        logits.scatter_(1, generated, seen)
+    if settings.repetition_penalty != 1.0:
+        for row, tokens in enumerate(generated):
+            if tokens:
+                seen_ids = torch.tensor(sorted(set(tokens)), dtype=torch.long)
+                seen = logits[row, seen_ids]
+                # CTRL's penalty: shrink positive scores, push negative ones further down.
+                logits[row, seen_ids] = torch.where(seen > 0, seen / settings.repetition_penalty,
+                                                    seen * settings.repetition_penalty)
     if settings.temperature <= 0:
         return logits.argmax(dim=-1)
     probabilities = torch.softmax(logits / settings.temperature, dim=-1)

@@ -43,17 +43,20 @@ class Description:
 
 class GroundedWriter:
     def __init__(self, generator: StreamingGenerator, index: KnowledgeIndex, products: Sequence[str] = (),
-                 passages: int = 3, history_turns: int = 6) -> None:
+                 passages: int = 3, history_turns: int = 6, description_candidates: int = 4) -> None:
+        if description_candidates < 1:
+            raise ValueError(f"need at least one description candidate, got {description_candidates}")
         self.generator = generator
         self.index = index
         self._products = tuple(products)
         self._k = passages
         self._history_turns = history_turns
+        self._candidates = description_candidates
 
     async def answer(self, history: Sequence[tuple[str, str]]) -> Written:
         """A reply to the conversation (oldest turn first, the shopper's message last), checked."""
         prompt, passages = await self._prompt(history)
-        text = await self.generator.complete(prompt)
+        text = await self.generator.complete(prompt, sources=_sources(passages, history))
         return self._checked(text, passages, history)
 
     async def draft(self, history: Sequence[tuple[str, str]]) -> Written:
@@ -61,13 +64,16 @@ class GroundedWriter:
         return await self.answer(history)
 
     async def describe(self, attributes: Mapping[str, str]) -> Description:
-        """A product description that states every given attribute (or reports which it missed)."""
+        """A product description that states every given attribute (or reports which it missed).
+
+        Several candidates are sampled together (one batch) and `best_description` picks one.
+        """
         given = {k: clean(str(v)) for k, v in attributes.items() if k in DESCRIPTION_ATTRIBUTES and clean(str(v))}
         request = DESCRIPTION_REQUEST + "; ".join(f"{k}: {given[k]}" for k in DESCRIPTION_ATTRIBUTES if k in given)
         prompt = self.generator.generator.prompt([], [("user", request)]).text
-        text = await self.generator.complete(prompt)
-        missing = tuple(k for k, v in given.items() if _normalise(v) not in _normalise(text))
-        return Description(text, missing)
+        texts = await asyncio.gather(*(self.generator.complete(prompt, sources=[request])
+                                       for _ in range(self._candidates)))
+        return best_description(texts, request, given, self._products)
 
     async def _prompt(self, history: Sequence[tuple[str, str]]) -> tuple[str, tuple[Passage, ...]]:
         recent = list(history)[-(self._history_turns + 1):]
@@ -77,9 +83,28 @@ class GroundedWriter:
         return prompt.text, passages
 
     def _checked(self, text: str, passages: Sequence[Passage], history: Sequence[tuple[str, str]]) -> Written:
-        sources = [p.text for p in passages] + [t for _, t in history]
-        grounding = check_grounding(text, sources, self._products)
+        grounding = check_grounding(text, _sources(passages, history), self._products)
         return Written(text, tuple(passages), grounding.unsupported)
+
+
+def best_description(texts: Sequence[str], request: str, given: Mapping[str, str],
+                     products: Sequence[str] = ()) -> Description:
+    """The candidate that states the most `given` values, preferring one with no fact beyond the request.
+
+    (A price or another product's name that the request did not give is invented.) Equal
+    candidates: the first.
+    """
+    def rank(text: str) -> tuple[bool, int]:
+        grounded = check_grounding(text, [request], products).grounded
+        return grounded, sum(_normalise(v) in _normalise(text) for v in given.values())
+
+    text = max(texts, key=rank)
+    return Description(text, tuple(k for k, v in given.items() if _normalise(v) not in _normalise(text)))
+
+
+def _sources(passages: Sequence[Passage], history: Sequence[tuple[str, str]]) -> list[str]:
+    """What a reply's facts may come from: the passages it was shown and the conversation."""
+    return [p.text for p in passages] + [t for _, t in history]
 
 
 def _normalise(text: str) -> str:

@@ -102,7 +102,7 @@ def test_streamed_pieces_add_up_to_the_reply_and_respect_stop_and_length(tiny_di
 
 def test_sampling_rules() -> None:
     logits = torch.tensor([[1.0, 3.0, 2.0, -1.0]])
-    none = torch.zeros((1, 0), dtype=torch.long)
+    none: list[list[int]] = [[]]
 
     assert next_tokens(logits, none, SamplingSettings(temperature=0.0)).item() == 1
     # A tiny nucleus holds only the most likely token, whatever the temperature.
@@ -111,7 +111,7 @@ def test_sampling_rules() -> None:
     assert picks == {1}
     # The penalty pushes a token the reply already used below the runner-up.
     penalised = SamplingSettings(temperature=0.0, repetition_penalty=2.0)
-    assert next_tokens(logits, torch.tensor([[1]]), penalised).item() == 2
+    assert next_tokens(logits, [[1]], penalised).item() == 2
 
 
 async def test_concurrent_streams_are_decoded_together_and_each_gets_its_own_reply(tiny_dir: Path) -> None:
@@ -139,3 +139,27 @@ async def test_a_listener_who_leaves_does_not_stop_the_others(tiny_dir: Path) ->
     await streaming.aclose()
 
     assert full == generator.generate([PROMPTS[1]])[0]
+
+
+async def test_a_request_joins_the_batch_being_decoded_and_gets_the_reply_it_gets_alone(tiny_dir: Path) -> None:
+    long = replace(GREEDY, max_new_tokens=40, stop=())
+    generator = Generator.load(tiny_dir, long)
+    alone = [generator.generate([p])[0] for p in PROMPTS]
+    streaming = StreamingGenerator(generator, max_batch=8, max_wait=0.0)
+    first_pieces: list[str] = []
+
+    async def first() -> str:
+        async for piece in streaming.stream(PROMPTS[0]):
+            first_pieces.append(piece)
+        return "".join(first_pieces).strip()
+
+    async def second() -> str:
+        while len(first_pieces) < 3:  # the first reply is well under way
+            await asyncio.sleep(0.001)
+        return await streaming.complete(PROMPTS[1])
+
+    replies = await asyncio.gather(first(), second())
+    await streaming.aclose()
+
+    assert list(replies) == alone  # joining mid-way changes nobody's reply (padding is masked)
+    assert streaming.batch_sizes[:2] == [1, 2]  # the second request joined the running batch

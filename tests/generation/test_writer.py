@@ -17,7 +17,7 @@ from bot.state import MemoryStore
 from bot.types import InboundMessage, ReplyKind
 from generation.generator import Generator
 from generation.retrieval import KnowledgeIndex, Passage, SentenceEncoder, catalog_passages
-from generation.writer import GroundedWriter
+from generation.writer import GroundedWriter, best_description
 from nlu.parse import IntentScore, Parse
 from tests.conftest import ROOT
 from tests.generation.test_grounded import JACKET
@@ -30,9 +30,11 @@ class ScriptedGenerator:
         self.generator = generator
         self.reply = reply
         self.prompts: list[str] = []
+        self.sources: list[object] = []
 
-    async def complete(self, prompt: str, settings: object = None) -> str:
+    async def complete(self, prompt: str, settings: object = None, sources: object = None) -> str:
         self.prompts.append(prompt)
+        self.sources.append(sources)
         if isinstance(self.reply, Exception):
             raise self.reply
         return self.reply
@@ -61,6 +63,9 @@ async def test_the_prompt_holds_the_retrieved_passages_and_the_conversation(tiny
     assert "Harbor Rain Jacket - material: recycled polyester." in prompt
     assert prompt.endswith("<|user|> what is the harbor rain jacket made of <|bot|>")
     assert written.grounded and written.passages[0].product == "Harbor Rain Jacket"
+    # decoding may only write numbers from what the model was shown: the passages and the turns
+    turns = ["hi", "Hello!", "what is the harbor rain jacket made of"]
+    assert w.generator.sources[0] == [p.text for p in written.passages] + turns  # type: ignore[attr-defined]
 
 
 async def test_an_invented_price_is_not_grounded(tiny_dir: Path, index) -> None:  # type: ignore[no-untyped-def]
@@ -81,6 +86,18 @@ async def test_a_description_reports_the_attributes_it_left_out(tiny_dir: Path, 
     request = w.generator.prompts[0]  # type: ignore[attr-defined]
     assert "Write a product description for: name: Fjord Parka; category: Jackets; material: recycled down; " \
            "colours: navy" in request and "ignored" not in request
+
+
+def test_the_description_stating_most_attributes_and_no_invented_fact_wins() -> None:
+    request = "Write a product description for: name: Fjord Parka; colours: navy; material: recycled down"
+    given = {"name": "Fjord Parka", "colours": "navy", "material": "recycled down"}
+    candidates = ["A warm parka.", "The Fjord Parka in navy, only €99!", "The Fjord Parka comes in navy.",
+                  "The Fjord Parka in navy, recycled down inside, €99."]
+
+    best = best_description(candidates, request, given, ["Fjord Parka"])
+
+    assert best.text == "The Fjord Parka comes in navy." and best.missing == ("material",)
+    assert best_description(candidates[:2], request, given).text == "A warm parka."  # fewer facts, none invented
 
 
 def engine(tmp_path: Path, w: GroundedWriter, out_of_scope: bool = True) -> Engine:
