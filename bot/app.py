@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import yaml
 from fastapi import FastAPI
@@ -21,7 +22,11 @@ from bot.router import RoutingPolicy
 from bot.settings import Settings
 from bot.state import ConversationStore, FileReviewLog, MemoryStore, RedisReviewLog, RedisStore, ReviewLog
 from bot.state.keys import StoreKeys
+from generation.safety import SafetyFilter, SafetyPolicy
+from generation.safety.classifier import HarmClassifier
+from generation.safety.pii import find as find_personal_data
 from nlu.batching import MicroBatcher
+from nlu.classifier import METADATA_FILE as CLASSIFIER_METADATA
 from nlu.classifier import IntentClassifier
 
 if TYPE_CHECKING:  # the generator's modules load torch; only open_writer imports them for real
@@ -95,7 +100,25 @@ def open_writer(settings: Settings, knowledge: ShopKnowledge, catalog: list[dict
            knowledge.variables(key) <= set(knowledge.facts)}
     index = KnowledgeIndex(catalog_passages(catalog, money) + faq_passages(faq), SentenceEncoder())
     return GroundedWriter(StreamingGenerator(generator, g.max_batch), index, product_names(catalog),
-                          passages=g.passages, history_turns=g.history_turns)
+                          passages=g.passages, history_turns=g.history_turns,
+                          description_candidates=g.description_candidates)
+
+
+def open_safety(settings: Settings, knowledge: ShopKnowledge) -> SafetyFilter:
+    """The safety checkpoint: the harmful-content classifier once trained, the rule checks always."""
+    s = settings.safety
+    harm = None
+    if (s.model_dir / CLASSIFIER_METADATA).is_file():
+        harm = HarmClassifier.load(s.model_dir, threads=settings.nlu.threads)
+    else:
+        log.warning("no safety classifier in %s: only the rule checks run (run `shopbot train safety`)", s.model_dir)
+    # The shop's own contact data (and the helplines its texts give) may always be repeated.
+    texts = [p.read_text(encoding="utf-8") for p in (settings.data.shop, settings.data.faq, settings.data.responses)]
+    public = tuple(sorted({t[a:b] for t in texts for _, a, b in find_personal_data(t)}))
+    website = urlsplit(str(knowledge.facts["shop"].get("website", ""))).hostname
+    policy = SafetyPolicy(max_chars=settings.messages.max_chars, threshold=s.threshold,
+                          allowed_hosts=tuple(h for h in (website, *s.allowed_hosts) if h), public_contacts=public)
+    return SafetyFilter(policy, harm)
 
 
 def product_names(catalog: list[dict[str, Any]]) -> list[str]:
@@ -109,6 +132,7 @@ class Services:
     settings: Settings
     engine: Engine
     classifier: IntentClassifier
+    safety: SafetyFilter
     writer: GroundedWriter | None = None  # None until `shopbot train generator` has run
 
 
@@ -144,9 +168,12 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                                  generator=writer is not None),
             history_limit=settings.state.history_limit,
             max_message_chars=settings.messages.max_chars,
+            max_reply_chars=settings.messages.max_chars,
+            max_blocks=settings.safety.max_blocks,
         )
-        yield Services(settings, Engine(store, batcher, runner, knowledge, config, review, writer), classifier,
-                       writer)
+        safety = open_safety(settings, knowledge)
+        engine = Engine(store, batcher, runner, knowledge, config, review, writer, safety)
+        yield Services(settings, engine, classifier, safety, writer)
 
 
 def build_app(settings: Settings) -> FastAPI:

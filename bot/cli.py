@@ -30,22 +30,23 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--conversation-id", default="terminal")
 
     train = commands.add_parser("train", help="train the models (only the missing ones unless --force)")
-    train.add_argument("target", nargs="?", choices=["all", "intents", "generator"], default="all")
+    train.add_argument("target", nargs="?", choices=["all", "intents", "generator", "safety"], default="all")
     train.add_argument("--force", action="store_true", help="retrain even if a model exists")
     train.add_argument("--data", type=Path, help="intent training data (default: data.nlu in config.yml)")
-    train.add_argument("--epochs", type=int, help="intents: passes over the data")
+    train.add_argument("--epochs", type=int, help="intents, safety: passes over the data")
     train.add_argument("--steps", type=int, help="generator: optimisation steps")
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--output", type=Path,
-                       help="artifact directory (default: nlu.model_dir or generation.model_dir)")
+                       help="artifact directory (default: nlu.model_dir, generation.model_dir or safety.model_dir)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model")
-    evaluate.add_argument("target", choices=["intents", "generator"])
+    evaluate.add_argument("target", choices=["intents", "generator", "safety"])
     evaluate.add_argument("--dialogues", type=int, default=400,
                           help="generator: held-out dialogues to generate for (from the corpus split)")
     evaluate.add_argument("--data", type=Path,
-                          help="Rasa NLU YAML or CSV (text,intent); default: the validation split of data.nlu")
-    evaluate.add_argument("--out", type=Path, default=Path("reports/intents"))
+                          help="intents: Rasa NLU YAML or CSV (text,intent), default the validation split of "
+                               "data.nlu; safety: CSV text,label[,category,direction]")
+    evaluate.add_argument("--out", type=Path, help="report directory (default: reports/<target>)")
     evaluate.add_argument("--out-of-scope", type=Path, metavar="FILE",
                           help="messages that belong to no intent (YAML 'messages:' list or one per line): "
                                "report how many are flagged and the AUROC against the evaluated set")

@@ -15,9 +15,10 @@ from bot.payloads import parse_payload
 from bot.router import Route, RouteKind, RoutingPolicy, route, route_name
 from bot.state import ConversationStore, Event, ReviewItem, ReviewLog
 from bot.types import Button, Conversation, InboundMessage, Reply, ReplyKind, Turn
-from generation.safety import VerdictAction, check_reply, clean_text
+from generation.safety import SafetyFilter, SafetyPolicy, Verdict, VerdictAction, clean_text
 from generation.safety.pii import redact
-from nlu.parse import Parse
+from generation.safety.verdict import HANDOFF_CATEGORIES
+from nlu.parse import IntentScore, Parse
 
 if TYPE_CHECKING:  # the generator's modules load torch; the engine runs without one
     from generation.writer import GroundedWriter
@@ -45,6 +46,7 @@ class EngineConfig:
     history_limit: int = 50
     max_message_chars: int = 4_000
     max_reply_chars: int = 4_000
+    max_blocks: int = 2  # blocked replies in one conversation before it is handed to a person
 
 
 class Engine:
@@ -52,8 +54,9 @@ class Engine:
 
     def __init__(self, store: ConversationStore, parser: IntentParser, actions: ActionRunner,
                  knowledge: ShopKnowledge, config: EngineConfig, review: ReviewLog | None = None,
-                 writer: GroundedWriter | None = None) -> None:
+                 writer: GroundedWriter | None = None, safety: SafetyFilter | None = None) -> None:
         self.store = store
+        self.safety = safety or SafetyFilter(SafetyPolicy(max_chars=config.max_reply_chars))
         self.review = review
         self.writer = writer
         self.parser = parser
@@ -86,30 +89,51 @@ class Engine:
     async def handle(self, message: InboundMessage) -> list[Reply]:
         """Answer one shopper message; the conversation is locked while it is handled."""
         text = self.check_text(message.text)
+        guard = self.safety.check_input(text)
         async with self.store.lock(message.conversation_id):
             conversation = await self.store.load(message.conversation_id) or Conversation(
                 id=message.conversation_id, channel=message.channel
             )
-            parse = await self.parse(text)
-            decision = route(conversation, parse, self.config.policy)
-            await self._keep_for_review(text, parse, decision, message.channel)
-            replies, slots, events = await self._respond(decision, conversation, parse, message.channel)
-            replies, verdict_events = self._check(replies)
+            if guard.action is VerdictAction.BLOCK:  # answered by the guard, never parsed or echoed
+                parse = Parse(text=text, intent=IntentScore("guarded", 1.0), ranking=(IntentScore("guarded", 1.0),))
+                decision = Route(RouteKind.FALLBACK, reason="safety guard: " + ", ".join(guard.categories))
+                replies, slots, events = self._guarded(guard)
+            else:
+                parse = await self.parse(text)
+                decision = route(conversation, parse, self.config.policy)
+                await self._keep_for_review(text, parse, decision, message.channel)
+                replies, slots, events = await self._respond(decision, conversation, parse, message.channel)
+            known = [text, *(t.text for t in conversation.history if t.role == "user"),
+                     *(str(v) for v in conversation.slots.values() if v)]
+            replies, checked = self._check(replies, known, int(conversation.slots.get(BLOCKED_REPLIES) or 0))
+            slots = {**slots, **checked.slots}
             now = time.time()
-            turns = [Turn("user", text, now, parse.intent.name, parse.intent.confidence, decision.kind.value)]
+            stored = redact(text)  # personal data never reaches the store or the logs
+            turns = [Turn("user", stored, now, parse.intent.name, parse.intent.confidence, decision.kind.value)]
             turns += [Turn("bot", r.text, now, route=decision.kind.value) for r in replies]
             conversation = conversation.with_slots(slots).with_turns(turns, self.config.history_limit)
             events = [
-                Event("user", now, {"text": text, "channel": message.channel}),
-                Event("parse", now, parse.to_json()),
+                Event("user", now, {"text": stored, "channel": message.channel}),
+                *([_verdict_event("input", guard)] if guard.flagged else []),
+                Event("parse", now, {**parse.to_json(), "text": stored, "entities": _stored_entities(parse)}),
                 Event("route", now, {"kind": decision.kind.value, "action": decision.action,
                                      "reason": decision.reason}),
                 *events,
-                *verdict_events,
+                *checked.events,
                 *(Event("reply", now, r.to_json()) for r in replies),
             ]
             await self.store.save(conversation, events)
         return replies
+
+    def _guarded(self, guard: Verdict) -> tuple[list[Reply], dict[str, object], list[Event]]:
+        """The guard's own answer: a handoff for threats and self-harm, a calm reply otherwise."""
+        if HANDOFF_CATEGORIES & guard.categories.keys():
+            key = "safety_self_harm" if "self_harm" in guard.categories else "safety_threat"
+            reason = "self-harm" if "self_harm" in guard.categories else "threat"
+            return ([Reply(self.knowledge.answer(key), kind=ReplyKind.FALLBACK)], _forget_question(),
+                    [Event("handoff", time.time(), {"reason": reason, "categories": dict(guard.categories)})])
+        key = "safety_injection" if set(guard.categories) == {"injection"} else "safety_abuse"
+        return [Reply(self.knowledge.answer(key), kind=ReplyKind.FALLBACK)], _forget_question(), []
 
     async def _respond(self, decision: Route, conversation: Conversation, parse: Parse,
                        channel: str) -> tuple[list[Reply], dict[str, object], list[Event]]:
@@ -170,17 +194,55 @@ class Engine:
             buttons.append(Button(self.knowledge.answer("title_contact_human_agent"), "/contact_human_agent"))
         return Reply(self.knowledge.answer(key), tuple(buttons), kind)
 
-    def _check(self, replies: list[Reply]) -> tuple[list[Reply], list[Event]]:
-        """The mandatory safety checkpoint: every reply passes it before it is sent."""
-        checked, events = [], []
+    def _check(self, replies: list[Reply], known: list[str], blocked_before: int) -> tuple[list[Reply], _Checked]:
+        """The mandatory safety checkpoint: every reply passes it before it is sent.
+
+        A blocked reply is replaced by a safe one with topic buttons; after `max_blocks` blocked
+        replies in one conversation the shopper is offered a person instead.
+        """
+        checked: list[Reply] = []
+        events: list[Event] = []
+        blocked = blocked_before
         for reply in replies:
-            verdict = check_reply(reply.text, self.config.max_reply_chars)
+            verdict = self.safety.check_output(reply.text, known)
             if verdict.action is not VerdictAction.ALLOW:
-                events.append(Event("verdict", time.time(), {"action": verdict.action.value,
-                                                             "reasons": list(verdict.reasons)}))
+                events.append(_verdict_event("output", verdict))
             if verdict.action is not VerdictAction.BLOCK:
                 checked.append(Reply(verdict.text, reply.buttons, reply.kind))
-        return checked, events
+                continue
+            blocked += 1
+            if blocked >= self.config.max_blocks:
+                replacement = Reply(self.knowledge.answer("human_contact"), kind=ReplyKind.FALLBACK)
+                events.append(Event("handoff", time.time(),
+                                    {"reason": f"{blocked} replies blocked by the safety filter"}))
+            else:
+                buttons = self._offer(Route(RouteKind.FALLBACK)).buttons
+                replacement = Reply(self.knowledge.answer("safety_blocked"), buttons, ReplyKind.FALLBACK)
+            second = self.safety.check_output(replacement.text, known)  # the shop's own words pass it too
+            if second.action is not VerdictAction.BLOCK:
+                checked.append(Reply(second.text, replacement.buttons, replacement.kind))
+        slots: dict[str, object] = {BLOCKED_REPLIES: blocked} if blocked != blocked_before else {}
+        return checked, _Checked(slots, events)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    slots: dict[str, object]
+    events: list[Event]
+
+
+BLOCKED_REPLIES = "safety_blocked_replies"  # an internal slot: how many replies the filter blocked
+
+
+def _verdict_event(direction: str, verdict: Verdict) -> Event:
+    return Event("verdict", time.time(), {"direction": direction, "action": verdict.action.value,
+                                          "categories": dict(verdict.categories), "reasons": list(verdict.reasons)})
+
+
+def _stored_entities(parse: Parse) -> list[dict[str, object]]:
+    """The parse's entities as stored: emails and phone numbers are the shopper's personal data."""
+    return [{**e, "value": "[redacted]"} if e.get("entity") in ("email", "phone") else e
+            for e in parse.to_json().get("entities", [])]
 
 
 def review_reason(parse: Parse, decision: Route) -> str | None:

@@ -106,6 +106,7 @@ class GenerationSettings:
     passages: int = 3  # knowledge passages retrieved into each prompt
     history_turns: int = 6  # earlier turns shown to the model
     max_batch: int = 8  # concurrent replies decoded together
+    description_candidates: int = 4  # descriptions sampled per request; the one stating the most attributes wins
     threads: int = 0
     train: GenerationTrainSettings = field(default_factory=GenerationTrainSettings)
 
@@ -136,6 +137,18 @@ class DataSettings:
     catalog: Path = Path("data/catalog.yml")
     orders_seed: Path = Path("data/demo_orders.yml")
     orders_db: Path = Path("var/orders.sqlite")
+
+
+@dataclass(frozen=True)
+class SafetySettings:
+    model_dir: Path = Path("models/safety")  # written by `shopbot train safety`; without it only rules run
+    threshold: float = 0.0  # total harm score that blocks a reply / flags a message; 0: calibrated in training
+    allowed_hosts: tuple[str, ...] = ()  # links to these (and the shop's website) stay in replies
+    max_blocks: int = 2  # blocked replies in one conversation before it is handed to a person
+    data: Path = Path("data/safety/train.yml")  # written training examples
+    davidson: Path = Path("../shared/datasets/davidson/labeled_data.csv")  # optional extra training data
+    davidson_per_class: int = 600
+    epochs: int = 4
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,7 @@ class Settings:
     actions: ActionsSettings = field(default_factory=ActionsSettings)
     data: DataSettings = field(default_factory=DataSettings)
     messages: MessageSettings = field(default_factory=MessageSettings)
+    safety: SafetySettings = field(default_factory=SafetySettings)
     secrets: SecretSettings = field(default_factory=SecretSettings)
 
     def with_root(self, root: Path) -> Settings:
@@ -179,7 +193,10 @@ class Settings:
                                   review_file=_resolve(self.nlu.review_file, root))
         generation = dataclasses.replace(self.generation, model_dir=_resolve(self.generation.model_dir, root),
                                          templates=_resolve(self.generation.templates, root))
-        return dataclasses.replace(self, data=DataSettings(**data), nlu=nlu, generation=generation)
+        safety = dataclasses.replace(self.safety, model_dir=_resolve(self.safety.model_dir, root),
+                                     data=_resolve(self.safety.data, root),
+                                     davidson=_resolve(self.safety.davidson, root))
+        return dataclasses.replace(self, data=DataSettings(**data), nlu=nlu, generation=generation, safety=safety)
 
 
 def _resolve(path: Path, root: Path) -> Path:
@@ -313,6 +330,11 @@ _RANGES: dict[str, tuple[float, float]] = {
     "generation.passages": (0, 20),
     "generation.history_turns": (0, 100),
     "generation.max_batch": (1, 256),
+    "generation.description_candidates": (1, 32),
+    "safety.threshold": (0.0, 1.0),
+    "safety.max_blocks": (1, 100),
+    "safety.davidson_per_class": (0, 100_000),
+    "safety.epochs": (1, 100),
     "generation.threads": (0, 256),
     "generation.train.corpus_size": (10, 10_000_000),
     "generation.train.validation_fraction": (0.0, 0.5),

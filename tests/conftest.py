@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 #: a short but real fine-tuning run on the demo data: enough for the transcript tests
-TEST_EPOCHS = 4
+TEST_EPOCHS = 5
 
 
 def redis_url(db: int = 14) -> str:
@@ -53,7 +53,10 @@ def make_settings(tmp_path: Path, model_dir: Path, **env: str) -> Settings:
     generation = settings.generation
     if "SHOPBOT_GENERATION__MODEL_DIR" not in env:  # no generator unless a test brings one: CI has none
         generation = dataclasses.replace(generation, model_dir=tmp_path / "no-generator")
-    return dataclasses.replace(settings, data=data, nlu=nlu, generation=generation)
+    safety = settings.safety
+    if "SHOPBOT_SAFETY__MODEL_DIR" not in env:  # the rule checks only, unless a test brings a classifier
+        safety = dataclasses.replace(safety, model_dir=tmp_path / "no-safety-model")
+    return dataclasses.replace(settings, data=data, nlu=nlu, generation=generation, safety=safety)
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ import pytest
 from tests.conftest import ROOT
 
 # The commands run without a generator unless a test trains one: CI has no models/generator.
-NO_GENERATOR = {"SHOPBOT_GENERATION__MODEL_DIR": str(ROOT / "var" / "no-generator")}
+# Models CI does not train: a test brings its own or runs without (the rule checks for safety).
+NO_GENERATOR = {"SHOPBOT_GENERATION__MODEL_DIR": str(ROOT / "var" / "no-generator"),
+                "SHOPBOT_SAFETY__MODEL_DIR": str(ROOT / "var" / "no-safety-model")}
 
 
 def shopbot(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -72,6 +72,21 @@ class DescriptionIn(BaseModel):
 class DescriptionOut(BaseModel):
     description: str
     missing: list[str] = Field(description="attributes whose value the description does not state")
+
+
+class ModerationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr = Field(min_length=1, max_length=20_000, description="The text to check.")
+    direction: Literal["output", "input"] = Field(
+        default="output", description="output: a reply about to be sent; input: a message someone wrote.")
+
+
+class ModerationOut(BaseModel):
+    action: Literal["allow", "rewrite", "block"]
+    categories: dict[str, float] = Field(description="each category found, with its score (1.0 for a rule)")
+    text: str = Field(description="the text as it may be sent: rewritten, the original, or empty when blocked")
+    reasons: list[str]
 
 
 def _listing(values: list[str]) -> str:
@@ -150,6 +165,16 @@ async def post_description(body: DescriptionIn, request: Request) -> Description
         return JSONResponse(status_code=422, content={"detail": str(exc)})
     description = await writer.describe(attributes)
     return DescriptionOut(description=description.text, missing=list(description.missing))
+
+
+@router.post("/api/v1/moderate", response_model=ModerationOut, tags=["tools"],
+             responses={422: {"description": "missing, empty or malformed text"}})
+async def post_moderate(body: ModerationIn, request: Request) -> ModerationOut:
+    """Check a text with the same safety filter every reply and message passes (reviews, operator replies...)."""
+    safety = _services(request).safety
+    verdict = safety.check_input(body.text) if body.direction == "input" else safety.check_output(body.text)
+    return ModerationOut(action=verdict.action.value, categories=dict(verdict.categories),
+                         text=verdict.text if verdict.action.value != "block" else "", reasons=list(verdict.reasons))
 
 
 @router.get("/", include_in_schema=False)

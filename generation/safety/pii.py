@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _EMAIL = re.compile(r"\b[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
 # 13-19 digits in groups (card numbers); checked with Luhn so order and tracking numbers survive
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_CARD = re.compile(r"(?<![\d+])(?:\d[ -]?){12,18}\d(?!\d)")  # "+49 160 ..." is a phone number
 # international or national phone numbers with at least 8 digits
-_PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\d[\d ()/-]{6,}\d(?!\d)")
+_PHONE = re.compile(r"(?<![\w+/-])(?:\+|00)?\d[\d ()/-]{6,}\d(?!\d)")  # not "INV-2026-10023"
+_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -28,7 +30,8 @@ def _card(match: re.Match[str]) -> str:
 
 def _phone(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group())
-    return "[phone]" if 8 <= len(digits) <= 15 else match.group()
+    is_phone = 8 <= len(digits) <= 15 and not _DATE.fullmatch(match.group().strip())
+    return "[phone]" if is_phone else match.group()
 
 
 def redact(text: str) -> str:
@@ -37,3 +40,61 @@ def redact(text: str) -> str:
     text = _IBAN.sub("[iban]", text)
     text = _CARD.sub(_card, text)
     return _PHONE.sub(_phone, text)
+
+
+# A street and house number ("Gartenhofstraße 17", "12 Baker Street", "Calle Mayor 5") or, after a
+# comma, a postcode and city (", 10997 Berlin"): what, with a name, locates a person. Case matters
+# (street names are capitalised), so "order 10023 is on its way" is not an address.
+_ADDRESS = re.compile(
+    r"\b[A-ZÄÖÜ][\wäöüß.-]*(?i:stra(?:ss|ß)e|str\.|weg|allee|platz|gasse|ring|damm)\s+\d{1,4}[a-z]?\b"
+    r"|\b(?i:calle|avenida|rue|via|piazza|plaza|boulevard|avenue)\s+(?:(?:de|del|la|le|des|di)\s+)?[A-ZÄÖÜ][\w'-]+"
+    r"(?:\s+[A-Z][\w'-]+)?\s*,?\s+\d{1,4}[a-z]?\b"
+    r"|\b\d{1,4}[a-z]?,?\s+(?:[A-Z][\w'-]+\s+){1,3}(?:Street|St\.|Road|Rd\.|Avenue|Ave\.|Lane|Drive|Way|Close)\b"
+    r"|(?:(?<=, )|^)\d{4,5}\s+[A-ZÄÖÜ][a-zäöüß]+(?:[ -][A-ZÄÖÜ][a-zäöüß]+)?\b",
+    re.MULTILINE)
+_KINDS = {"email": "[email hidden]", "iban": "[IBAN hidden]", "card": "[card number hidden]",
+          "phone": "[phone number hidden]", "address": "[address hidden]"}
+
+
+def find(text: str) -> list[tuple[str, int, int]]:
+    """Every (kind, start, end) of personal data in `text`: email, iban, card, phone, address."""
+    spans: list[tuple[str, int, int]] = []
+
+    def add(kind: str, match: re.Match[str]) -> None:
+        if not any(s < match.end() and match.start() < e for _, s, e in spans):
+            spans.append((kind, match.start(), match.end()))
+
+    for match in _EMAIL.finditer(text):
+        add("email", match)
+    for match in _IBAN.finditer(text):
+        add("iban", match)
+    for match in _CARD.finditer(text):
+        if _card(match) != match.group():
+            add("card", match)
+    for match in _PHONE.finditer(text):
+        if _phone(match) != match.group():
+            add("phone", match)
+    for match in _ADDRESS.finditer(text):
+        add("address", match)
+    return sorted(spans, key=lambda span: span[1])
+
+
+def mask_foreign(text: str, known: Iterable[str]) -> tuple[str, list[str]]:
+    """`text` with personal data that appears in none of the `known` texts masked; the kinds masked.
+
+    `known` is what may be repeated: the shopper's own messages and details in this conversation
+    and the shop's public contact data. Compared without spaces and case ("+49 30 555" = "+4930555").
+    """
+    seen = " ".join(_squash(k) for k in known)
+    masked, kinds, last = [], [], 0
+    for kind, start, end in find(text):
+        if _squash(text[start:end]) in seen:
+            continue
+        masked += [text[last:start], _KINDS[kind]]
+        kinds.append(kind)
+        last = end
+    return "".join(masked) + text[last:], kinds
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[\s().-]", "", text.lower())

@@ -1,10 +1,23 @@
-"""One checkpoint for every outgoing reply; each decision is a Verdict."""
+"""One checkpoint for every outgoing reply and one guard for every incoming message; each
+decision is a Verdict.
+
+Replies (`SafetyFilter.check_output`): harmful language (the classifier), leaked prompt text and
+promises outside policy are blocked; someone else's personal data is masked, links outside the
+allowlist removed, invisible characters dropped and the length cut to the channel's limit
+(rewrites). Messages (`check_input`): abuse, threats, self-harm and prompt injections are flagged,
+so the engine answers them itself (calmly, or by handing over) instead of processing them.
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
+from generation.safety import rules
+from generation.safety.pii import mask_foreign
 from generation.safety.text import clean_text
 
 
@@ -16,11 +29,98 @@ class VerdictAction(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the checkpoint decided about one text and why; `text` is what may be sent."""
+    """What the checkpoint decided about one text and why; `text` is what may be sent.
+
+    `categories` maps each category found to its score (1.0 for a rule that matched).
+    """
 
     action: VerdictAction
     text: str
     reasons: tuple[str, ...] = ()
+    categories: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.categories)
+
+    def to_json(self) -> dict[str, object]:
+        return {"action": self.action.value, "categories": dict(self.categories), "text": self.text,
+                "reasons": list(self.reasons)}
+
+
+class HarmScorer(Protocol):
+    threshold: float  # the total harm score at which a text is harmful
+
+    def scores(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
+
+
+#: categories the input guard answers by handing the conversation to a person
+HANDOFF_CATEGORIES = frozenset({"violence", "self_harm"})
+
+
+@dataclass(frozen=True)
+class SafetyPolicy:
+    max_chars: int = 4_000  # the channel's limit for one reply
+    threshold: float = 0.0  # total harm score that blocks; 0: the classifier's calibrated threshold
+    allowed_hosts: tuple[str, ...] = ()  # links to other hosts are removed from replies
+    public_contacts: tuple[str, ...] = ()  # the shop's own email, phone, address: never masked
+
+
+class SafetyFilter:
+    def __init__(self, policy: SafetyPolicy = SafetyPolicy(), harm: HarmScorer | None = None) -> None:
+        self.policy = policy
+        self.harm = harm  # without a trained classifier only the rule checks run
+
+    def check_output(self, text: str, known: Iterable[str] = ()) -> Verdict:
+        """The verdict on a reply; `known` holds the shopper's own texts and details (theirs to see)."""
+        cleaned = clean_text(text)
+        if not cleaned:
+            return Verdict(VerdictAction.BLOCK, "", ("empty reply",))
+        categories, reasons = self._harm(cleaned)
+        for category, found in (("leak", rules.leak(cleaned)), ("promise", rules.promise(cleaned))):
+            if found:
+                categories[category] = 1.0
+                reasons += found
+        if categories:
+            return Verdict(VerdictAction.BLOCK, "", tuple(reasons), categories)
+        rewrites = ["removed control or invisible characters"] if cleaned != text.strip() else []
+        cleaned, masked = mask_foreign(cleaned, [*known, *self.policy.public_contacts])
+        if masked:
+            categories["pii"] = 1.0
+            rewrites.append("masked personal data: " + ", ".join(sorted(set(masked))))
+        links = rules.foreign_links(cleaned, self.policy.allowed_hosts)
+        if links:
+            categories["link"] = 1.0
+            cleaned = re.sub("|".join(re.escape(u) for u in sorted(links, key=len, reverse=True)), "[link removed]",
+                             cleaned)
+            rewrites.append("removed links outside the allowlist")
+        if len(cleaned) > self.policy.max_chars:
+            cleaned = _shorten(cleaned, self.policy.max_chars)
+            rewrites.append(f"shortened to the {self.policy.max_chars}-character limit")
+        action = VerdictAction.REWRITE if rewrites else VerdictAction.ALLOW
+        return Verdict(action, cleaned, tuple(rewrites), categories)
+
+    def check_input(self, text: str) -> Verdict:
+        """The verdict on a shopper's message: BLOCK means the engine answers it itself."""
+        cleaned = clean_text(text)
+        categories, reasons = self._harm(cleaned)
+        found = rules.injection(cleaned)
+        if found:
+            categories["injection"] = 1.0
+            reasons += found
+        action = VerdictAction.BLOCK if categories else VerdictAction.ALLOW
+        return Verdict(action, cleaned, tuple(reasons), categories)
+
+    def _harm(self, text: str) -> tuple[dict[str, float], list[str]]:
+        """The likeliest harmful category with the total harm score, when that reaches the threshold."""
+        if self.harm is None:
+            return {}, []
+        scores = self.harm.scores([text])[0]
+        total = sum(scores.values())
+        if total < (self.policy.threshold or self.harm.threshold):
+            return {}, []
+        category = max(scores, key=scores.__getitem__)
+        return {category: round(total, 3)}, [f"{category} ({total:.2f})"]
 
 
 def _shorten(text: str, max_chars: int) -> str:
@@ -33,14 +133,5 @@ def _shorten(text: str, max_chars: int) -> str:
 
 
 def check_reply(text: str, max_chars: int) -> Verdict:
-    """Format checks on a reply: invisible characters removed, length within the channel's limit."""
-    reasons = []
-    cleaned = clean_text(text)
-    if cleaned != text.strip():
-        reasons.append("removed control or invisible characters")
-    if len(cleaned) > max_chars:
-        cleaned = _shorten(cleaned, max_chars)
-        reasons.append(f"shortened to the {max_chars}-character limit")
-    if not cleaned:
-        return Verdict(VerdictAction.BLOCK, "", ("empty reply",))
-    return Verdict(VerdictAction.REWRITE if reasons else VerdictAction.ALLOW, cleaned, tuple(reasons))
+    """Format checks alone (no classifier, no allowlist): what `SafetyFilter` does at the least."""
+    return SafetyFilter(SafetyPolicy(max_chars=max_chars)).check_output(text)
