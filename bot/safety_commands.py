@@ -1,0 +1,64 @@
+"""`shopbot train safety` and `shopbot evaluate safety`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bot.errors import UserError
+from bot.settings import Settings
+from nlu.classifier import METADATA_FILE
+
+
+def train_safety(settings: Settings, args: argparse.Namespace) -> None:
+    import yaml
+
+    from generation.safety.classifier import calibrate, training_examples
+    from nlu.dataset import stratified_split
+    from nlu.train import TrainConfig, train_intents
+
+    s = settings.safety
+    output = args.output if args.output and args.target == "safety" else s.model_dir
+    if (output / METADATA_FILE).is_file() and not args.force:
+        print(f"safety classifier in {output} exists (use --force to retrain)")
+        return
+    davidson = s.davidson if s.davidson_per_class and s.davidson.is_file() else None
+    try:
+        examples = training_examples(davidson, s.data, s.davidson_per_class)
+    except (OSError, KeyError, ValueError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read the safety training data: {exc}") from exc
+    source = f"{s.data}" + (f" and {s.davidson_per_class} tweets per class of {davidson}" if davidson else "")
+    print(f"training the safety classifier on {len(examples)} texts from {source}...")
+    config = TrainConfig(epochs=args.epochs or s.epochs, threads=settings.nlu.threads)
+    result = train_intents(examples, output, config)
+    # The same held-out split training scored: the threshold lets 99 % of its safe texts through.
+    calibration = calibrate(output, stratified_split(examples, config.validation_fraction, config.seed)[1])
+    print(f"saved to {result.output_dir} in {result.train_seconds:.0f} s: harm threshold {calibration['threshold']}; "
+          f"share flagged per held-out category: {calibration['validation_flagged']}")
+
+
+def evaluate_safety(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import load_knowledge, open_safety
+    from generation.safety.evaluate import evaluate_safety, load_rows
+
+    if args.data is None:
+        raise UserError("evaluate safety needs --data FILE: a CSV text,label[,category,direction]")
+    try:
+        rows = load_rows(args.data)
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    report = evaluate_safety(open_safety(settings, load_knowledge(settings)), rows)
+    out = args.out or Path("reports/safety")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "safety_report.json").write_text(json.dumps({
+        "categories": [{"category": c.category, "label": c.label, "texts": c.n, "flagged": c.flagged, "rate": c.rate}
+                       for c in report.categories],
+        "precision": report.precision, "recall": report.recall, "false_positive_rate": report.false_positive_rate,
+        "ms_per_text": report.ms_per_text,
+        "errors": [{"category": c, "text": t, "found": f} for c, t, f in report.misses],
+    }, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"{args.data}: {len(rows)} texts")
+    print("\n".join(report.lines()))
+    print(f"report and every error written to {out}/safety_report.json")
+    return 0
