@@ -84,6 +84,7 @@ def open_review_log(settings: Settings) -> FileReviewLog | RedisReviewLog:
 
 def open_writer(settings: Settings, knowledge: ShopKnowledge, catalog: list[dict[str, Any]]) -> GroundedWriter | None:
     """The grounded generator, if one has been trained (`shopbot train generator`); else None."""
+    from generation.corpus import load_templates
     from generation.generator import METADATA_FILE, Generator, StreamingGenerator
     from generation.retrieval import KnowledgeIndex, SentenceEncoder, catalog_passages, faq_passages
     from generation.sampling import SamplingSettings
@@ -99,9 +100,11 @@ def open_writer(settings: Settings, knowledge: ShopKnowledge, catalog: list[dict
     faq = {key: knowledge.answer(key) for key in FAQ_INTENTS if knowledge.has(key) and
            knowledge.variables(key) <= set(knowledge.facts)}
     index = KnowledgeIndex(catalog_passages(catalog, money) + faq_passages(faq), SentenceEncoder())
-    return GroundedWriter(StreamingGenerator(generator, g.max_batch), index, product_names(catalog),
+    # The generator learnt its training corpus's product names: any of them in a reply is checked too.
+    known = [*product_names(catalog), *load_templates(g.templates).pools["product"].values]
+    return GroundedWriter(StreamingGenerator(generator, g.max_batch), index, known,
                           passages=g.passages, history_turns=g.history_turns,
-                          description_candidates=g.description_candidates)
+                          description_candidates=g.description_candidates, min_passage_score=g.min_passage_score)
 
 
 def open_safety(settings: Settings, knowledge: ShopKnowledge) -> SafetyFilter:

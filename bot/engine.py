@@ -14,7 +14,7 @@ from bot.actions.runner import ActionFailed, ActionResult, ActionRunner
 from bot.payloads import parse_payload
 from bot.router import Route, RouteKind, RoutingPolicy, route, route_name
 from bot.state import ConversationStore, Event, ReviewItem, ReviewLog
-from bot.types import Button, Conversation, InboundMessage, Reply, ReplyKind, Turn
+from bot.types import Button, Conversation, InboundMessage, Mode, Reply, ReplyKind, Turn
 from generation.safety import SafetyFilter, SafetyPolicy, Verdict, VerdictAction, clean_text
 from generation.safety.pii import redact
 from generation.safety.verdict import HANDOFF_CATEGORIES
@@ -94,7 +94,7 @@ class Engine:
             conversation = await self.store.load(message.conversation_id) or Conversation(
                 id=message.conversation_id, channel=message.channel
             )
-            if guard.action is VerdictAction.BLOCK:  # answered by the guard, never parsed or echoed
+            if guard.action is VerdictAction.BLOCK and conversation.mode is Mode.BOT:  # never parsed or echoed
                 parse = Parse(text=text, intent=IntentScore("guarded", 1.0), ranking=(IntentScore("guarded", 1.0),))
                 decision = Route(RouteKind.FALLBACK, reason="safety guard: " + ", ".join(guard.categories))
                 replies, slots, events = self._guarded(guard)
@@ -164,7 +164,7 @@ class Engine:
             log.exception("conversation %s: the generator failed", conversation.id)
             return [self._offer(decision)], _forget_question(), [Event("error", time.time(), {"generator": str(exc)})]
         event = Event("generation", time.time(), {
-            "text": written.text, "grounded": written.grounded,
+            "text": written.text, "grounded": written.grounded, "quoted": written.quoted,
             "passages": [p.source for p in written.passages],
             "unsupported": [f"{f.kind}: {f.text}" for f in written.unsupported],
         })

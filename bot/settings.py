@@ -104,6 +104,7 @@ class GenerationSettings:
     max_new_tokens: int = 96
     stop: tuple[str, ...] = ("<|user|>", "<|knowledge|>")
     passages: int = 3  # knowledge passages retrieved into each prompt
+    min_passage_score: float = 0.3  # cosine similarity a passage needs to be shown (small talk gets none)
     history_turns: int = 6  # earlier turns shown to the model
     max_batch: int = 8  # concurrent replies decoded together
     description_candidates: int = 4  # descriptions sampled per request; the one stating the most attributes wins
@@ -328,6 +329,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "generation.repetition_penalty": (1.0, 5.0),
     "generation.max_new_tokens": (1, 1_024),
     "generation.passages": (0, 20),
+    "generation.min_passage_score": (-1.0, 1.0),
     "generation.history_turns": (0, 100),
     "generation.max_batch": (1, 256),
     "generation.description_candidates": (1, 32),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 _PATTERNS = (  # most specific first: a span claimed by one kind is not read again as another
     ("url", re.compile(r"\bhttps?://[^\s<>\"')]+|\bwww\.[^\s<>\"')]+|\b[a-z0-9-]+\.(?:com|de|eu|org|net|shop|io)"
@@ -53,8 +54,26 @@ def extract_facts(text: str, products: Iterable[str] = ()) -> list[Fact]:
             taken.append(match.span())
             facts.append(Fact(kind, match.group().rstrip(".,")))
     lowered = text.lower()
+    products = tuple(products)
     facts += [Fact("product", name) for name in products if name and name.lower() in lowered]
+    named = _product_names(products)
+    if named is not None:  # names the model made up: "Tidewater Rain Jacket" looks like a product
+        seen = {f.text.lower() for f in facts}
+        facts += [Fact("product", m.group()) for m in named.finditer(text) if m.group().lower() not in seen]
     return facts
+
+
+@lru_cache(maxsize=8)
+def _product_names(products: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Capitalised words before a kind of product the shop's names end in ("... Rain Jacket", "... Parka")."""
+    kinds = sorted({name.rsplit(" ", 1)[1] for name in products if " " in name}, key=len, reverse=True)
+    if not kinds:
+        return None
+    return re.compile(rf"\b(?!(?:{_NOT_NAMES})\b)(?:[A-Z][\w'-]*\s+){{1,3}}(?:{'|'.join(map(re.escape, kinds))})\b")
+
+
+_NOT_NAMES = "|".join(("The", "A", "An", "Our", "Your", "This", "That", "These", "Those", "Try", "With", "For", "And",
+                       "Or", "We", "You", "It", "Yes", "No", "Sorry", "Both", "Each", "Every", "My", "If", "In", "On"))
 
 
 def check_grounding(reply: str, sources: Sequence[str], products: Iterable[str] = ()) -> Grounding:

@@ -72,12 +72,14 @@ class KnowledgeIndex:
         self._vectors = encoder.encode([p.text for p in self.passages])  # (n, hidden)
         self._products = sorted({p.product for p in self.passages if p.product}, key=len, reverse=True)
 
-    def search(self, query: str, k: int = 3) -> list[Passage]:
+    def search(self, query: str, k: int = 3, min_score: float = -1.0) -> list[Passage]:
+        """The `k` passages closest to `query` that score at least `min_score` (cosine, plus the bonus
+        for a product the query names): small talk then gets no passages, as in training."""
         scores = self._vectors @ self._encoder.encode([query])[0]  # (n,) cosine similarities
         named = self.named_products(query)
         if named:
             scores = scores + NAMED_PRODUCT_BONUS * np.array([p.product in named for p in self.passages])
-        return [self.passages[i] for i in np.argsort(-scores, kind="stable")[:k]]
+        return [self.passages[i] for i in np.argsort(-scores, kind="stable")[:k] if scores[i] >= min_score]
 
     def named_products(self, text: str) -> set[str]:
         lowered = text.lower()

@@ -29,6 +29,7 @@ class Written:
     text: str
     passages: tuple[Passage, ...]
     unsupported: tuple[Fact, ...]
+    quoted: bool = False  # the catalogue's own words, not the generator's
 
     @property
     def grounded(self) -> bool:
@@ -43,7 +44,8 @@ class Description:
 
 class GroundedWriter:
     def __init__(self, generator: StreamingGenerator, index: KnowledgeIndex, products: Sequence[str] = (),
-                 passages: int = 3, history_turns: int = 6, description_candidates: int = 4) -> None:
+                 passages: int = 3, history_turns: int = 6, description_candidates: int = 4,
+                 min_passage_score: float = 0.3) -> None:
         if description_candidates < 1:
             raise ValueError(f"need at least one description candidate, got {description_candidates}")
         self.generator = generator
@@ -52,12 +54,22 @@ class GroundedWriter:
         self._k = passages
         self._history_turns = history_turns
         self._candidates = description_candidates
+        self._min_score = min_passage_score
 
     async def answer(self, history: Sequence[tuple[str, str]]) -> Written:
-        """A reply to the conversation (oldest turn first, the shopper's message last), checked."""
+        """A reply to the conversation (oldest turn first, the shopper's message last), checked.
+
+        When the shopper names a product of the catalogue and the generated reply is not grounded
+        or is about something else, the catalogue passage closest to the question is quoted instead.
+        """
         prompt, passages = await self._prompt(history)
         text = await self.generator.complete(prompt, sources=_sources(passages, history))
-        return self._checked(text, passages, history)
+        written = self._checked(text, passages, history)
+        question = history[-1][1].lower() if history else ""
+        named = [p for p in passages if p.product and p.product.lower() in question]
+        if named and (not written.grounded or named[0].product.lower() not in written.text.lower()):  # type: ignore[union-attr]
+            return Written(_quote(named[0]), written.passages, (), quoted=True)
+        return written
 
     async def draft(self, history: Sequence[tuple[str, str]]) -> Written:
         """Agent assist: a draft for an operator, who reads it before anything is sent."""
@@ -78,7 +90,7 @@ class GroundedWriter:
     async def _prompt(self, history: Sequence[tuple[str, str]]) -> tuple[str, tuple[Passage, ...]]:
         recent = list(history)[-(self._history_turns + 1):]
         query = " ".join(text for role, text in recent[-3:] if role == "user")
-        passages = tuple(await asyncio.to_thread(self.index.search, query, self._k)) if self._k else ()
+        passages = tuple(await asyncio.to_thread(self.index.search, query, self._k, self._min_score)) if self._k else ()
         prompt = self.generator.generator.prompt([p.text for p in passages], recent)
         return prompt.text, passages
 
@@ -100,6 +112,17 @@ def best_description(texts: Sequence[str], request: str, given: Mapping[str, str
 
     text = max(texts, key=rank)
     return Description(text, tuple(k for k, v in given.items() if _normalise(v) not in _normalise(text)))
+
+
+def _quote(passage: Passage) -> str:
+    """ "About the Harbor Rain Jacket: features: taped seams..." from a catalogue passage."""
+    product = passage.product or ""
+    text = passage.text
+    for separator in (" - ", ": "):
+        if text.startswith(product + separator):
+            text = text[len(product) + len(separator):]
+            break
+    return f"About the {product}: {text}"
 
 
 def _sources(passages: Sequence[Passage], history: Sequence[tuple[str, str]]) -> list[str]:

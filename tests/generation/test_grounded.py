@@ -89,6 +89,16 @@ def test_an_invented_fact_is_caught(reply: str, kind: str) -> None:
     assert kind in {f.kind for f in grounding.unsupported}
 
 
+def test_a_made_up_product_name_is_caught_by_its_kind() -> None:
+    known = ("Harbor Rain Jacket", "Aurora Merino Sweater", "Fjord Parka")
+    passages = ["Harbor Rain Jacket - features: an adjustable hood."]
+
+    assert check_grounding("The Harbor Rain Jacket has an adjustable hood.", passages, known).grounded
+    made_up = check_grounding("The Dalkato Rain Jacket and the Ember Parka have hoods.", passages, known)
+    assert [f.text for f in made_up.unsupported] == ["Dalkato Rain Jacket", "Ember Parka"]
+    assert check_grounding("Our Parka and Rain Jacket questions go to the team.", [], known).unsupported
+
+
 def test_each_span_is_read_as_one_fact() -> None:
     kinds = [f.kind for f in extract_facts("€4.95 for order 10023 by 2026-12-03, see www.shop.example")]
 

@@ -191,3 +191,15 @@ async def test_a_generated_reply_passes_the_filter_too(tmp_path: Path, tiny_dir:
 
     assert "idiot" not in replies[0].text and all(r.text in spy.passed for r in replies)
     assert [e.data["categories"] for e in await bot.store.events("c1") if e.kind == "verdict"] == [{"toxic": 0.92}]
+
+
+async def test_while_a_person_owns_the_conversation_the_guard_stays_silent_but_records(tmp_path: Path) -> None:
+    from bot.types import Conversation, Mode
+
+    bot = engine(tmp_path, ScriptedParser(MESSAGES, out_of_scope=set()))
+    bot.safety = SafetyFilter(POLICY, HARM)
+    await bot.store.save(Conversation("c1", mode=Mode.HUMAN), [])
+
+    assert await bot.handle(InboundMessage("rest", "c1", "you idiot bot")) == []
+    verdicts = [e.data for e in await bot.store.events("c1") if e.kind == "verdict"]
+    assert verdicts and verdicts[0]["direction"] == "input" and "toxic" in verdicts[0]["categories"]

@@ -130,10 +130,30 @@ async def test_the_engine_sends_only_grounded_generated_replies(
 ) -> None:
     bot = engine(tmp_path, writer(tiny_dir, index, reply))
 
-    replies = await bot.handle(InboundMessage("rest", "c1", "what is the harbor rain jacket made of"))
+    # No product named: nothing to quote from the catalogue, so an unbacked reply becomes the fallback.
+    replies = await bot.handle(InboundMessage("rest", "c1", "what are your rain jackets made of"))
 
     assert [r.kind for r in replies] == [kind]
     if kind is ReplyKind.FALLBACK and isinstance(reply, str) and reply:
         assert "10099" not in replies[0].text
         events = [e for e in await bot.store.events("c1") if e.kind == "generation"]
         assert events and events[0].data["grounded"] is False and "order_id: 10099" in events[0].data["unsupported"]
+
+
+async def test_a_named_product_gets_the_catalogue_s_words_when_the_reply_is_not_about_it(
+    tiny_dir: Path, index  # type: ignore[no-untyped-def]
+) -> None:
+    off_topic = writer(tiny_dir, index, "The Tidewater Rain Jacket is made of wool.")  # a name the model made up
+
+    written = await off_topic.answer([("user", "what is the Harbor Rain Jacket made of?")])
+
+    assert written.quoted and written.grounded
+    assert written.text.startswith("About the Harbor Rain Jacket: ") and "recycled polyester" in written.text
+    on_topic = writer(tiny_dir, index, "The Harbor Rain Jacket is made of recycled polyester.")
+    kept = await on_topic.answer([("user", "what is the Harbor Rain Jacket made of?")])
+    assert not kept.quoted and kept.text == "The Harbor Rain Jacket is made of recycled polyester."
+
+
+def test_small_talk_gets_no_passages(index: KnowledgeIndex) -> None:
+    assert index.search("what is the harbor rain jacket made of", 3, min_score=0.3)
+    assert index.search("tell me a joke", 3, min_score=0.3) == []
