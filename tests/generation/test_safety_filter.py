@@ -203,3 +203,35 @@ async def test_while_a_person_owns_the_conversation_the_guard_stays_silent_but_r
     assert await bot.handle(InboundMessage("rest", "c1", "you idiot bot")) == []
     verdicts = [e.data for e in await bot.store.events("c1") if e.kind == "verdict"]
     assert verdicts and verdicts[0]["direction"] == "input" and "toxic" in verdicts[0]["categories"]
+
+
+async def test_no_card_number_reaches_redis_or_the_logs(tmp_path: Path, redis_prefix: str,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import redis
+
+    from bot.state import RedisStore
+    from tests.conftest import redis_url
+
+    card = "4111 1111 1111 1111"
+    text = f"hi, my card {card} was charged twice for order 10023"
+    bot = engine(tmp_path, ScriptedParser({text: (("payment_issue", 0.9),)}, set()))
+    bot.store = RedisStore.from_url(redis_url(), prefix=redis_prefix, ttl_s=60)
+    caplog.set_level(logging.DEBUG)
+    try:
+        await bot.handle(InboundMessage("rest", "c1", text))
+    finally:
+        await bot.store.aclose()
+
+    client = redis.Redis.from_url(redis_url())
+    dumped = []
+    for key in client.scan_iter(match=f"{redis_prefix}:*"):
+        kind = client.type(key).decode()
+        value = {"string": lambda k: client.get(k), "list": lambda k: client.lrange(k, 0, -1),
+                 "hash": lambda k: client.hgetall(k), "stream": lambda k: client.xrange(k),
+                 "zset": lambda k: client.zrange(k, 0, -1)}[kind](key)
+        dumped.append(repr(value))
+    stored = " ".join(dumped) + caplog.text
+    assert dumped and "[card]" in stored
+    assert card not in stored and card.replace(" ", "") not in stored
