@@ -104,7 +104,8 @@ def open_writer(settings: Settings, knowledge: ShopKnowledge, catalog: list[dict
     known = [*product_names(catalog), *load_templates(g.templates).pools["product"].values]
     return GroundedWriter(StreamingGenerator(generator, g.max_batch), index, known,
                           passages=g.passages, history_turns=g.history_turns,
-                          description_candidates=g.description_candidates, min_passage_score=g.min_passage_score)
+                          description_candidates=g.description_candidates, min_passage_score=g.min_passage_score,
+                          answer_candidates=g.answer_candidates)
 
 
 def open_safety(settings: Settings, knowledge: ShopKnowledge) -> SafetyFilter:

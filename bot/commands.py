@@ -207,7 +207,7 @@ def _evaluate_generator(settings: Settings, args: argparse.Namespace) -> int:
     _, validation = split(build_corpus(templates, t.corpus_size, t.seed), t.validation_fraction, t.seed)
     products = {*product_names(load_catalog(settings)), *templates.pools["product"].values}
     report = evaluate_generator(generator, validation[: args.dialogues], products,
-                                candidates=g.description_candidates)
+                                candidates=g.description_candidates, answer_candidates=g.answer_candidates)
     print(f"held-out dialogues of the corpus split ({t.corpus_size} built, seed {t.seed})")
     print("\n".join(report.lines()))
     for question, reply, grounded in report.examples:

@@ -108,6 +108,7 @@ class GenerationSettings:
     history_turns: int = 6  # earlier turns shown to the model
     max_batch: int = 8  # concurrent replies decoded together
     description_candidates: int = 4  # descriptions sampled per request; the one stating the most attributes wins
+    answer_candidates: int = 3  # replies sampled per question; a grounded one the model finds most fluent wins
     threads: int = 0
     train: GenerationTrainSettings = field(default_factory=GenerationTrainSettings)
 
@@ -333,6 +334,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "generation.history_turns": (0, 100),
     "generation.max_batch": (1, 256),
     "generation.description_candidates": (1, 32),
+    "generation.answer_candidates": (1, 16),
     "safety.threshold": (0.0, 1.0),
     "safety.max_blocks": (1, 100),
     "safety.davidson_per_class": (0, 100_000),

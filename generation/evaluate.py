@@ -44,16 +44,26 @@ class GeneratorReport:
 
 
 def evaluate_generator(generator: Generator, samples: Sequence[Sample], products: Iterable[str],
-                       batch_size: int = 16, timed: int = 20, candidates: int = 1) -> GeneratorReport:
-    """Everything is generated as it is served: numbers copied from the sources only, and each
-    description the best of `candidates` samples (`best_description`)."""
+                       batch_size: int = 16, timed: int = 20, candidates: int = 1,
+                       answer_candidates: int = 1) -> GeneratorReport:
+    """Everything is generated as it is served: numbers copied from the sources only, each reply
+    the grounded, most fluent of `answer_candidates` samples and each description the best of
+    `candidates` (`best_description`)."""
     products = tuple(products)
     encoded = [encode_example(generator.tokenizer, *training_text(s.passages, s.history, s.reply), 512)
                for s in samples]
     perplexity = float(np.exp(mean_reply_loss(generator.model, generator.tokenizer, encoded, batch_size)))
     answered = [s for s in samples if s.kind != "description"]
-    replies = _generate(generator, answered, 1, batch_size)
-    grounded = [check_grounding(r, _sources(s), products).grounded for s, r in zip(answered, replies, strict=True)]
+    drafted = _generate(generator, answered, answer_candidates, batch_size)
+    replies, grounded = [], []
+    for i, sample in enumerate(answered):
+        options = drafted[i * answer_candidates : (i + 1) * answer_candidates]
+        checks = [check_grounding(r, _sources(sample), products).grounded for r in options]
+        prompt = generator.prompt(sample.passages, sample.history).text
+        fluency = generator.score([prompt] * len(options), options) if len(options) > 1 else [0.0]
+        best = max(range(len(options)), key=lambda k: (checks[k], fluency[k]))
+        replies.append(options[best])
+        grounded.append(checks[best])
     described = [s for s in samples if s.kind == "description"]
     drafts = _generate(generator, described, candidates, batch_size)
     descriptions = [best_description(drafts[i * candidates : (i + 1) * candidates], s.history[-1][1], s.attributes,

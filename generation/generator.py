@@ -85,6 +85,28 @@ class Generator:
             texts = [t + p for t, p in zip(texts, pieces, strict=True)]
         return [t.strip() for t in texts]
 
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[str], replies: Sequence[str]) -> list[float]:
+        """The mean log-probability of each reply (and its end) after its prompt: how fluent the model
+        finds it. A garbled sample scores far below a clean one, so the best of a few can be kept."""
+        rows = []
+        for prompt, reply in zip(prompts, replies, strict=True):
+            context = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            answer = self.tokenizer(" " + reply, add_special_tokens=False)["input_ids"] + [self._end_id]
+            rows.append((context, answer))
+        longest = max((len(c) + len(a) for c, a in rows), default=0)
+        ids = torch.full((len(rows), longest), self._pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, (context, answer) in enumerate(rows):
+            ids[row, : len(context) + len(answer)] = torch.tensor(context + answer)
+            mask[row, : len(context) + len(answer)] = 1
+        log_probs = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        scores = []
+        for row, (context, answer) in enumerate(rows):
+            positions = torch.arange(len(context) - 1, len(context) + len(answer) - 1)
+            scores.append(float(log_probs[row, positions, ids[row, positions + 1]].mean()))
+        return scores
+
     def decode(self, prompts: Sequence[str], settings: SamplingSettings | None = None,
                cancelled: Sequence[threading.Event] = (),
                sources: Sequence[Sequence[str] | None] = ()) -> Iterator[list[str]]:

@@ -45,9 +45,9 @@ class Description:
 class GroundedWriter:
     def __init__(self, generator: StreamingGenerator, index: KnowledgeIndex, products: Sequence[str] = (),
                  passages: int = 3, history_turns: int = 6, description_candidates: int = 4,
-                 min_passage_score: float = 0.3) -> None:
-        if description_candidates < 1:
-            raise ValueError(f"need at least one description candidate, got {description_candidates}")
+                 min_passage_score: float = 0.3, answer_candidates: int = 3) -> None:
+        if description_candidates < 1 or answer_candidates < 1:
+            raise ValueError(f"need at least one candidate, got {description_candidates} / {answer_candidates}")
         self.generator = generator
         self.index = index
         self._products = tuple(products)
@@ -55,21 +55,32 @@ class GroundedWriter:
         self._history_turns = history_turns
         self._candidates = description_candidates
         self._min_score = min_passage_score
+        self._answers = answer_candidates
 
     async def answer(self, history: Sequence[tuple[str, str]]) -> Written:
         """A reply to the conversation (oldest turn first, the shopper's message last), checked.
 
-        When the shopper names a product of the catalogue and the generated reply is not grounded
+        `answer_candidates` replies are sampled together and the best is kept (`_best`). When the
+        shopper names a product of the catalogue and the generated reply is not grounded
         or is about something else, the catalogue passage closest to the question is quoted instead.
         """
         prompt, passages = await self._prompt(history)
-        text = await self.generator.complete(prompt, sources=_sources(passages, history))
-        written = self._checked(text, passages, history)
+        sources = _sources(passages, history)
+        texts = await asyncio.gather(*(self.generator.complete(prompt, sources=sources) for _ in range(self._answers)))
+        written = await self._best([self._checked(t, passages, history) for t in texts], prompt)
         question = history[-1][1].lower() if history else ""
         named = [p for p in passages if p.product and p.product.lower() in question]
         if named and (not written.grounded or named[0].product.lower() not in written.text.lower()):  # type: ignore[union-attr]
             return Written(_quote(named[0]), written.passages, (), quoted=True)
         return written
+
+    async def _best(self, candidates: list[Written], prompt: str) -> Written:
+        """A grounded candidate before any other; among those, the one the model finds most fluent."""
+        if len(candidates) == 1:
+            return candidates[0]
+        score = self.generator.generator.score
+        fluency = await asyncio.to_thread(score, [prompt] * len(candidates), [c.text for c in candidates])
+        return max(zip(candidates, fluency, strict=True), key=lambda pair: (pair[0].grounded, pair[1]))[0]
 
     async def draft(self, history: Sequence[tuple[str, str]]) -> Written:
         """Agent assist: a draft for an operator, who reads it before anything is sent."""

@@ -163,3 +163,14 @@ async def test_a_request_joins_the_batch_being_decoded_and_gets_the_reply_it_get
 
     assert list(replies) == alone  # joining mid-way changes nobody's reply (padding is masked)
     assert streaming.batch_sizes[:2] == [1, 2]  # the second request joined the running batch
+
+
+def test_the_model_finds_its_own_greedy_reply_more_fluent_than_shuffled_words(tiny_dir: Path) -> None:
+    generator = Generator.load(tiny_dir, GREEDY)
+    reply = generator.generate(PROMPTS[:1])[0]
+    words = reply.split()
+    shuffled = " ".join(words[::-1] + ["zebra", "quartz"])
+
+    fluent, garbled = generator.score([PROMPTS[0]] * 2, [reply, shuffled])
+
+    assert fluent > garbled and fluent < 0

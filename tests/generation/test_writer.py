@@ -26,7 +26,7 @@ from tests.generation.test_grounded import JACKET
 class ScriptedGenerator:
     """The streaming generator's interface with a written reply: tests of what happens around it."""
 
-    def __init__(self, generator: Generator, reply: str | Exception) -> None:
+    def __init__(self, generator: Generator, reply: str | list[str] | Exception) -> None:
         self.generator = generator
         self.reply = reply
         self.prompts: list[str] = []
@@ -37,6 +37,8 @@ class ScriptedGenerator:
         self.sources.append(sources)
         if isinstance(self.reply, Exception):
             raise self.reply
+        if isinstance(self.reply, list):  # one reply per call, in turn
+            return self.reply[(len(self.prompts) - 1) % len(self.reply)]
         return self.reply
 
     async def aclose(self) -> None:
@@ -49,7 +51,7 @@ def index() -> KnowledgeIndex:
                           SentenceEncoder())
 
 
-def writer(tiny_dir: Path, index: KnowledgeIndex, reply: str | Exception) -> GroundedWriter:
+def writer(tiny_dir: Path, index: KnowledgeIndex, reply: str | list[str] | Exception) -> GroundedWriter:
     return GroundedWriter(ScriptedGenerator(Generator.load(tiny_dir), reply), index,  # type: ignore[arg-type]
                           ["Harbor Rain Jacket", "Aurora Merino Sweater"])
 
@@ -157,3 +159,12 @@ async def test_a_named_product_gets_the_catalogue_s_words_when_the_reply_is_not_
 def test_small_talk_gets_no_passages(index: KnowledgeIndex) -> None:
     assert index.search("what is the harbor rain jacket made of", 3, min_score=0.3)
     assert index.search("tell me a joke", 3, min_score=0.3) == []
+
+
+async def test_a_grounded_candidate_wins_over_an_ungrounded_one(tiny_dir: Path, index) -> None:  # type: ignore[no-untyped-def]
+    w = writer(tiny_dir, index, ["It is €12.00 today.", "Returns are free for 30 days.", "It costs €99.00."])
+
+    written = await w.answer([("user", "can I send things back?")])
+
+    assert written.text == "Returns are free for 30 days." and written.grounded
+    assert len(w.generator.prompts) == 3  # type: ignore[attr-defined]  # three candidates, one batch
