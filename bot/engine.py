@@ -204,7 +204,8 @@ class Engine:
         events: list[Event] = []
         blocked = blocked_before
         for reply in replies:
-            verdict = self.safety.check_output(reply.text, known)
+            authored = reply.kind is not ReplyKind.GENERATOR  # the shop's templates state its policy
+            verdict = self.safety.check_output(reply.text, known, authored)
             if verdict.action is not VerdictAction.ALLOW:
                 events.append(_verdict_event("output", verdict))
             if verdict.action is not VerdictAction.BLOCK:
@@ -218,7 +219,7 @@ class Engine:
             else:
                 buttons = self._offer(Route(RouteKind.FALLBACK)).buttons
                 replacement = Reply(self.knowledge.answer("safety_blocked"), buttons, ReplyKind.FALLBACK)
-            second = self.safety.check_output(replacement.text, known)  # the shop's own words pass it too
+            second = self.safety.check_output(replacement.text, known, authored=True)  # the shop's words pass it too
             if second.action is not VerdictAction.BLOCK:
                 checked.append(Reply(second.text, replacement.buttons, replacement.kind))
         slots: dict[str, object] = {BLOCKED_REPLIES: blocked} if blocked != blocked_before else {}

@@ -148,7 +148,8 @@ def promise(text: str) -> list[str]:
 def foreign_links(text: str, allowed_hosts: Iterable[str]) -> list[str]:
     """The links in `text` whose host is not one of `allowed_hosts` (or a subdomain of one)."""
     allowed = {h.lower().removeprefix("www.") for h in allowed_hosts}
-    return [url for url in _URL.findall(text) if not _allowed(url, allowed)]
+    urls = [url.rstrip(".,;:!?") for url in _URL.findall(text)]  # "see https://shop.example, then..."
+    return [url for url in urls if not _allowed(url, allowed)]
 
 
 def _allowed(url: str, allowed: set[str]) -> bool:

@@ -71,13 +71,18 @@ class SafetyFilter:
         self.policy = policy
         self.harm = harm  # without a trained classifier only the rule checks run
 
-    def check_output(self, text: str, known: Iterable[str] = ()) -> Verdict:
-        """The verdict on a reply; `known` holds the shopper's own texts and details (theirs to see)."""
+    def check_output(self, text: str, known: Iterable[str] = (), authored: bool = False) -> Verdict:
+        """The verdict on a reply; `known` holds the shopper's own texts and details (theirs to see).
+
+        `authored`: the shop's own wording (its FAQ and dialogue templates) states its policy, so it
+        is not checked for promises outside the policy; everything else still applies.
+        """
         cleaned = clean_text(text)
         if not cleaned:
             return Verdict(VerdictAction.BLOCK, "", ("empty reply",))
         categories, reasons = self._harm(cleaned)
-        for category, found in (("leak", rules.leak(cleaned)), ("promise", rules.promise(cleaned))):
+        checks = [("leak", rules.leak(cleaned))] + ([] if authored else [("promise", rules.promise(cleaned))])
+        for category, found in checks:
             if found:
                 categories[category] = 1.0
                 reasons += found

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.engine import BLOCKED_REPLIES
 from bot.types import InboundMessage
@@ -71,6 +72,7 @@ def test_leaks_promises_and_foreign_links() -> None:
     assert rules.foreign_links("see https://evil.example.com/x and https://juniperlane.example/returns",
                                ["juniperlane.example"]) == ["https://evil.example.com/x"]
     assert rules.foreign_links("shop.juniperlane.example/sale", ["juniperlane.example"]) == []
+    assert rules.foreign_links("on https://juniperlane.example, pick a size", ["juniperlane.example"]) == []
     assert rules.foreign_links("see http://[::1 or http://[oops/", ["juniperlane.example"])  # malformed: removed
 
 
@@ -117,8 +119,8 @@ class SpyFilter(SafetyFilter):
         super().__init__(POLICY, HARM)
         self.passed: list[str] = []
 
-    def check_output(self, text: str, known: Sequence[str] = ()) -> Verdict:  # type: ignore[override]
-        verdict = super().check_output(text, known)
+    def check_output(self, text: str, known: Sequence[str] = (), authored: bool = False) -> Verdict:  # type: ignore[override]
+        verdict = super().check_output(text, known, authored)
         if verdict.action is not VerdictAction.BLOCK:
             self.passed.append(verdict.text)
         return verdict
@@ -235,3 +237,33 @@ async def test_no_card_number_reaches_redis_or_the_logs(tmp_path: Path, redis_pr
     stored = " ".join(dumped) + caplog.text
     assert dumped and "[card]" in stored
     assert card not in stored and card.replace(" ", "") not in stored
+
+
+def test_the_shops_own_answers_pass_the_filter(tmp_path: Path) -> None:
+    """Every FAQ answer and dialogue text that renders without an order is sent unchanged: the
+    shop's templates state its policy, so "10% off your next order" there is not a rogue promise."""
+    from bot.actions.knowledge import ShopKnowledge
+    from bot.app import open_safety
+    from tests.conftest import ROOT, make_settings
+
+    data = ROOT / "data"
+    knowledge = ShopKnowledge.load(data / "shop.yml", data / "faq.yml", data / "responses.yml")
+    texts = []
+    for section in (yaml.safe_load((data / name).read_text()) for name in ("faq.yml", "responses.yml")):
+        for key in _string_keys(section):
+            try:
+                texts.append(knowledge.answer(key))
+            except Exception:  # needs an order or other values: covered by the conversation tests
+                continue
+    safety = open_safety(make_settings(tmp_path, tmp_path / "no-intents"), knowledge)  # as served, rules only
+    assert len(texts) > 40
+    changed = {t[:60]: v.reasons for t in texts if (v := safety.check_output(t, authored=True)).action
+               is not VerdictAction.ALLOW}
+    assert not changed, changed
+    assert safety.check_output("Subscribe and you get 10% off your next order.").categories == {"promise": 1.0}
+
+
+def _string_keys(node: object) -> list[str]:
+    if not isinstance(node, dict):
+        return []
+    return [k for k, v in node.items() if isinstance(v, str)] + [k for v in node.values() for k in _string_keys(v)]
