@@ -64,12 +64,11 @@ class GroundedWriter:
         shopper names a product of the catalogue and the generated reply is not grounded
         or is about something else, the catalogue passage closest to the question is quoted instead.
         """
-        prompt, passages = await self._prompt(history)
+        prompt, passages, query = await self._prompt(history)
         sources = _sources(passages, history)
         texts = await asyncio.gather(*(self.generator.complete(prompt, sources=sources) for _ in range(self._answers)))
         written = await self._best([self._checked(t, passages, history) for t in texts], prompt)
-        question = history[-1][1].lower() if history else ""
-        named = [p for p in passages if p.product and p.product.lower() in question]
+        named = [p for p in passages if p.product and p.product.lower() in query.lower()]
         if named and (not written.grounded or named[0].product.lower() not in written.text.lower()):  # type: ignore[union-attr]
             return Written(_quote(named[0]), written.passages, (), quoted=True)
         return written
@@ -98,12 +97,17 @@ class GroundedWriter:
                                        for _ in range(self._candidates)))
         return best_description(texts, request, given, self._products)
 
-    async def _prompt(self, history: Sequence[tuple[str, str]]) -> tuple[str, tuple[Passage, ...]]:
+    async def _prompt(self, history: Sequence[tuple[str, str]]) -> tuple[str, tuple[Passage, ...], str]:
+        """Passages for the shopper's message (and the one before, for a follow-up that names no
+        product: "does it run small?"), then the recent turns; small talk that finds no passage is
+        shown alone, as the model learnt it."""
         recent = list(history)[-(self._history_turns + 1):]
-        query = " ".join(text for role, text in recent[-3:] if role == "user")
+        asked = [text for role, text in recent if role == "user"][-2:]
+        follow_up = len(asked) == 2 and not self.index.named_products(asked[-1]) and _REFERS_BACK.search(asked[-1])
+        query = " ".join(asked) if follow_up else asked[-1] if asked else ""
         passages = tuple(await asyncio.to_thread(self.index.search, query, self._k, self._min_score)) if self._k else ()
-        prompt = self.generator.generator.prompt([p.text for p in passages], recent)
-        return prompt.text, passages
+        prompt = self.generator.generator.prompt([p.text for p in passages], recent if passages else recent[-1:])
+        return prompt.text, passages, query
 
     def _checked(self, text: str, passages: Sequence[Passage], history: Sequence[tuple[str, str]]) -> Written:
         grounding = check_grounding(text, _sources(passages, history), self._products)
@@ -123,6 +127,9 @@ def best_description(texts: Sequence[str], request: str, given: Mapping[str, str
 
     text = max(texts, key=rank)
     return Description(text, tuple(k for k, v in given.items() if _normalise(v) not in _normalise(text)))
+
+
+_REFERS_BACK = re.compile(r"\b(it|its|this|that|these|those|they|them|one|ones)\b", re.IGNORECASE)
 
 
 def _quote(passage: Passage) -> str:

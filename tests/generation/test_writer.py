@@ -168,3 +168,21 @@ async def test_a_grounded_candidate_wins_over_an_ungrounded_one(tiny_dir: Path, 
 
     assert written.text == "Returns are free for 30 days." and written.grounded
     assert len(w.generator.prompts) == 3  # type: ignore[attr-defined]  # three candidates, one batch
+
+
+async def test_a_follow_up_about_it_is_answered_about_the_product_before(tiny_dir: Path, index) -> None:  # type: ignore[no-untyped-def]
+    w = writer(tiny_dir, index, "In black and a detachable hood.")
+
+    written = await w.answer([("user", "what is the Harbor Rain Jacket made of?"), ("bot", "Recycled polyester."),
+                              ("user", "is it waterproof?")])
+
+    assert written.quoted and written.text.startswith("About the Harbor Rain Jacket: ")
+
+
+async def test_small_talk_is_shown_to_the_model_alone(tiny_dir: Path, index) -> None:  # type: ignore[no-untyped-def]
+    w = writer(tiny_dir, index, "Why are jeans so reliable? They never let you down!")
+
+    await w.answer([("user", "what is the Harbor Rain Jacket made of?"), ("bot", "Recycled polyester."),
+                    ("user", "tell me a joke")])
+
+    assert w.generator.prompts[0] == "<|user|> tell me a joke <|bot|>"  # type: ignore[attr-defined]
