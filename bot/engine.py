@@ -104,7 +104,7 @@ class Engine:
                 await self._keep_for_review(text, parse, decision, message.channel)
                 replies, slots, events = await self._respond(decision, conversation, parse, message.channel)
             known = [text, *(t.text for t in conversation.history if t.role == "user"),
-                     *(str(v) for v in conversation.slots.values() if v)]
+                     *(v for v in conversation.slots.values() if isinstance(v, str))]
             replies, checked = self._check(replies, known, int(conversation.slots.get(BLOCKED_REPLIES) or 0))
             slots = {**slots, **checked.slots}
             now = time.time()
@@ -115,7 +115,7 @@ class Engine:
             events = [
                 Event("user", now, {"text": stored, "channel": message.channel}),
                 *([_verdict_event("input", guard)] if guard.flagged else []),
-                Event("parse", now, {**parse.to_json(), "text": stored, "entities": _stored_entities(parse)}),
+                Event("parse", now, _stored_parse(parse, stored)),
                 Event("route", now, {"kind": decision.kind.value, "action": decision.action,
                                      "reason": decision.reason}),
                 *events,
@@ -240,10 +240,13 @@ def _verdict_event(direction: str, verdict: Verdict) -> Event:
                                           "categories": dict(verdict.categories), "reasons": list(verdict.reasons)})
 
 
-def _stored_entities(parse: Parse) -> list[dict[str, object]]:
-    """The parse's entities as stored: emails and phone numbers are the shopper's personal data."""
-    return [{**e, "value": "[redacted]"} if e.get("entity") in ("email", "phone") else e
-            for e in parse.to_json().get("entities", [])]
+def _stored_parse(parse: Parse, redacted_text: str) -> dict[str, object]:
+    """The parse as stored: the redacted text, and no email or phone number among the entities."""
+    stored = parse.to_json()
+    stored["text"] = redacted_text
+    stored["entities"] = [{**e, "value": "[redacted]"} if e.get("entity") in ("email", "phone") else e
+                          for e in stored["entities"]]
+    return stored
 
 
 def review_reason(parse: Parse, decision: Route) -> str | None:

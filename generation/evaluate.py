@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,7 @@ from generation.generator import Generator
 from generation.grounding import check_grounding
 from generation.prompt import training_text
 from generation.train import encode_example, mean_reply_loss
-from generation.writer import best_description
+from generation.writer import best_description, pick_answer
 
 
 @dataclass(frozen=True)
@@ -53,23 +53,23 @@ def evaluate_generator(generator: Generator, samples: Sequence[Sample], products
     encoded = [encode_example(generator.tokenizer, *training_text(s.passages, s.history, s.reply), 512)
                for s in samples]
     perplexity = float(np.exp(mean_reply_loss(generator.model, generator.tokenizer, encoded, batch_size)))
+    prompts = {id(s): generator.prompt(s.passages, s.history).text for s in samples}
     answered = [s for s in samples if s.kind != "description"]
-    drafted = _generate(generator, answered, answer_candidates, batch_size)
+    drafted = _generate(generator, answered, prompts, answer_candidates, batch_size)
     replies, grounded = [], []
     for i, sample in enumerate(answered):
         options = drafted[i * answer_candidates : (i + 1) * answer_candidates]
         checks = [check_grounding(r, _sources(sample), products).grounded for r in options]
-        prompt = generator.prompt(sample.passages, sample.history).text
-        fluency = generator.score([prompt] * len(options), options) if len(options) > 1 else [0.0]
-        best = max(range(len(options)), key=lambda k: (checks[k], fluency[k]))
+        fluency = generator.score([prompts[id(sample)]] * len(options), options) if len(options) > 1 else [0.0]
+        best = pick_answer(checks, fluency)
         replies.append(options[best])
         grounded.append(checks[best])
     described = [s for s in samples if s.kind == "description"]
-    drafts = _generate(generator, described, candidates, batch_size)
+    drafts = _generate(generator, described, prompts, candidates, batch_size)
     descriptions = [best_description(drafts[i * candidates : (i + 1) * candidates], s.history[-1][1], s.attributes,
                                      products) for i, s in enumerate(described)]
     covered = [k not in d.missing for s, d in zip(described, descriptions, strict=True) for k in s.attributes]
-    first, whole = _latency(generator, [generator.prompt(s.passages, s.history).text for s in samples[:timed]])
+    first, whole = _latency(generator, [prompts[id(s)] for s in samples[:timed]])
     return GeneratorReport(
         n_dialogues=len(samples),
         perplexity=perplexity,
@@ -86,13 +86,14 @@ def _sources(sample: Sample) -> list[str]:
     return [*sample.passages, *(t for _, t in sample.history)]
 
 
-def _generate(generator: Generator, samples: Sequence[Sample], copies: int, batch_size: int) -> list[str]:
+def _generate(generator: Generator, samples: Sequence[Sample], prompts: Mapping[int, str], copies: int,
+              batch_size: int) -> list[str]:
     """`copies` replies per sample, in sample order, numbers only from each sample's sources."""
-    prompts = [generator.prompt(s.passages, s.history).text for s in samples for _ in range(copies)]
+    repeated = [prompts[id(s)] for s in samples for _ in range(copies)]
     sources = [_sources(s) for s in samples for _ in range(copies)]
     replies: list[str] = []
-    for i in range(0, len(prompts), batch_size):
-        replies += generator.generate(prompts[i : i + batch_size], sources=sources[i : i + batch_size])
+    for i in range(0, len(repeated), batch_size):
+        replies += generator.generate(repeated[i : i + batch_size], sources=sources[i : i + batch_size])
     return replies
 
 

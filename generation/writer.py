@@ -79,7 +79,7 @@ class GroundedWriter:
             return candidates[0]
         score = self.generator.generator.score
         fluency = await asyncio.to_thread(score, [prompt] * len(candidates), [c.text for c in candidates])
-        return max(zip(candidates, fluency, strict=True), key=lambda pair: (pair[0].grounded, pair[1]))[0]
+        return candidates[pick_answer([c.grounded for c in candidates], fluency)]
 
     async def draft(self, history: Sequence[tuple[str, str]]) -> Written:
         """Agent assist: a draft for an operator, who reads it before anything is sent."""
@@ -112,6 +112,11 @@ class GroundedWriter:
     def _checked(self, text: str, passages: Sequence[Passage], history: Sequence[tuple[str, str]]) -> Written:
         grounding = check_grounding(text, _sources(passages, history), self._products)
         return Written(text, tuple(passages), grounding.unsupported)
+
+
+def pick_answer(grounded: Sequence[bool], fluency: Sequence[float]) -> int:
+    """The candidate to send: a grounded one before any other, then the one the model finds most fluent."""
+    return max(range(len(grounded)), key=lambda i: (grounded[i], fluency[i]))
 
 
 def best_description(texts: Sequence[str], request: str, given: Mapping[str, str],

@@ -146,6 +146,11 @@ class IntentClassifier:
         scores = self._detector.score(embeddings).tolist() if self._detector else [None] * len(texts)
         return list(map(self._to_parse, texts, probabilities, scores))
 
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """The label probabilities alone, (len(texts), labels) in `labels` order: no entities, no
+        out-of-scope score (what a classifier of other categories, such as the safety model, needs)."""
+        return self._forward(texts)[0] if texts else np.zeros((0, len(self._labels)), np.float32)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """The sentence embeddings that feed the classifier head, (len(texts), hidden) float32."""
         return self._forward(texts)[1]

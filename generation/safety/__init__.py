@@ -1,6 +1,6 @@
 """The safety checkpoint every reply passes and the guard every incoming message passes."""
 
 from generation.safety.text import clean_text
-from generation.safety.verdict import SafetyFilter, SafetyPolicy, Verdict, VerdictAction, check_reply
+from generation.safety.verdict import SafetyFilter, SafetyPolicy, Verdict, VerdictAction
 
-__all__ = ["SafetyFilter", "SafetyPolicy", "Verdict", "VerdictAction", "check_reply", "clean_text"]
+__all__ = ["SafetyFilter", "SafetyPolicy", "Verdict", "VerdictAction", "clean_text"]

@@ -52,7 +52,9 @@ class HarmClassifier:
 
     def scores(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """For each text, the probability of every harmful category."""
-        return [{c: parse.score_of(c) for c in HARMFUL} for parse in self._classifier.parse_batch(list(texts))]
+        columns = [self._classifier.labels.index(c) if c in self._classifier.labels else None for c in HARMFUL]
+        return [{c: float(row[i]) if i is not None else 0.0 for c, i in zip(HARMFUL, columns, strict=True)}
+                for row in self._classifier.probabilities(texts)]
 
 
 def calibrate(model_dir: Path, validation: Sequence[Example],

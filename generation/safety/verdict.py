@@ -135,8 +135,3 @@ def _shorten(text: str, max_chars: int) -> str:
     if end > max_chars // 2:
         return cut[: end + 1].rstrip()
     return cut[: cut.rfind(" ")].rstrip() + "…" if " " in cut else cut
-
-
-def check_reply(text: str, max_chars: int) -> Verdict:
-    """Format checks alone (no classifier, no allowlist): what `SafetyFilter` does at the least."""
-    return SafetyFilter(SafetyPolicy(max_chars=max_chars)).check_output(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from generation.safety import VerdictAction, check_reply, clean_text
+from generation.safety import SafetyFilter, SafetyPolicy, VerdictAction, clean_text
 from generation.safety.pii import luhn_valid, redact
 
 
@@ -24,6 +24,10 @@ from generation.safety.pii import luhn_valid, redact
 )
 def test_clean_text(raw: str, clean: str) -> None:
     assert clean_text(raw) == clean
+
+
+def check_reply(text: str, max_chars: int):  # type: ignore[no-untyped-def]
+    return SafetyFilter(SafetyPolicy(max_chars=max_chars)).check_output(text)
 
 
 def test_reply_over_the_limit_is_cut_at_a_sentence() -> None:
