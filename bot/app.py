@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -11,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from bot.actions.demo_orders import SqliteOrderStore, create_demo_store
 from bot.actions.knowledge import ShopKnowledge, money
@@ -21,7 +24,9 @@ from bot.engine import Engine, EngineConfig
 from bot.router import RoutingPolicy
 from bot.settings import Settings
 from bot.state import ConversationStore, FileReviewLog, MemoryStore, RedisReviewLog, RedisStore, ReviewLog
+from bot.state.inbox import MemoryInbox, UpdateInbox
 from bot.state.keys import StoreKeys
+from bot.state.redis_inbox import RedisInbox
 from generation.safety import SafetyFilter, SafetyPolicy
 from generation.safety.classifier import HarmClassifier
 from generation.safety.pii import find as find_personal_data
@@ -30,6 +35,8 @@ from nlu.classifier import METADATA_FILE as CLASSIFIER_METADATA
 from nlu.classifier import IntentClassifier
 
 if TYPE_CHECKING:  # the generator's modules load torch; only open_writer imports them for real
+    from bot.channels.telegram import TelegramChannel
+    from bot.channels.telegram_delivery import TelegramWorker
     from generation.writer import GroundedWriter
 
 log = logging.getLogger(__name__)
@@ -129,6 +136,27 @@ def product_names(catalog: list[dict[str, Any]]) -> list[str]:
     return [str(p["name"]) for p in catalog]
 
 
+def open_inbox(settings: Settings, channel: str) -> UpdateInbox:
+    """Where a channel's updates wait for a worker: Redis when REDIS_URL is set, else this process."""
+    t = settings.telegram
+    if settings.secrets.redis_url:
+        return RedisInbox.from_url(settings.secrets.redis_url.reveal(), settings.state.key_prefix, channel,
+                                   t.consumer or socket.gethostname(), dedup_ttl_s=t.dedup_ttl_s,
+                                   lease_ms=t.lease_ms, claim_idle_ms=t.claim_idle_ms,
+                                   password=settings.secrets.redis_password.reveal() or None)
+    return MemoryInbox(dedup_ttl_s=t.dedup_ttl_s)
+
+
+@dataclass(frozen=True)
+class TelegramService:
+    """The running Telegram channel: its handlers, its inbox and the workers answering from it."""
+
+    channel: TelegramChannel
+    inbox: UpdateInbox
+    worker: TelegramWorker
+    webhook_secret: str
+
+
 @dataclass(frozen=True)
 class Services:
     """What the channels need, built once per process."""
@@ -138,6 +166,7 @@ class Services:
     classifier: IntentClassifier
     safety: SafetyFilter
     writer: GroundedWriter | None = None  # None until `shopbot train generator` has run
+    telegram: TelegramService | None = None  # None unless TELEGRAM_BOT_TOKEN is set
 
 
 @asynccontextmanager
@@ -180,15 +209,63 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         yield Services(settings, engine, classifier, safety, writer)
 
 
+@asynccontextmanager
+async def open_telegram(settings: Settings, services: Services,
+                        workers: int | None = None) -> AsyncIterator[TelegramService | None]:
+    """The Telegram channel when TELEGRAM_BOT_TOKEN is set: handlers, inbox and `workers` answering.
+
+    Nothing here talks to Telegram: the workers connect in the background (and keep retrying), so
+    the webhook keeps accepting updates even while the Bot API cannot be reached.
+    """
+    from bot.channels.telegram import TelegramChannel, build_application
+    from bot.channels.telegram_delivery import TelegramWorker
+
+    token = settings.secrets.telegram_bot_token.reveal()
+    if not token:
+        yield None
+        return
+    t = settings.telegram
+    application = build_application(token, t)
+    channel = TelegramChannel(application, services.engine, services.engine.knowledge, t)
+    channel.install()
+    inbox = open_inbox(settings, "telegram")
+    count = t.workers if workers is None else workers
+    worker = TelegramWorker(channel, inbox, count, t.lease_ms)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop)) if count > 0 else None
+    if task is not None:
+        task.add_done_callback(_report_stopped)
+    try:
+        yield TelegramService(channel, inbox, worker, settings.secrets.telegram_webhook_secret.reveal())
+    finally:
+        stop.set()
+        if task is not None:
+            await asyncio.wait([task], timeout=30)
+        if application._initialized:  # noqa: SLF001 - shutdown() refuses an application never initialised
+            await application.shutdown()
+        await inbox.aclose()
+
+
+def _report_stopped(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the Telegram worker stopped: %s", task.exception(), exc_info=task.exception())
+
+
 def build_app(settings: Settings) -> FastAPI:
-    """The ShopBot web app: REST API now; the widget, console and Telegram mount here too."""
+    """The ShopBot web app: REST API and the Telegram webhook; the widget and console mount here too."""
     from bot.channels import rest  # channels depend on the engine, never the other way round
+    from bot.channels.telegram_delivery import webhook_router
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
-        async with open_services(settings) as services:
-            yield {"services": services}
+        async with open_services(settings) as services, open_telegram(settings, services) as telegram:
+            yield {"services": dataclasses.replace(services, telegram=telegram)}
+
+    def telegram_inbox(request: Request) -> tuple[UpdateInbox, str] | None:
+        telegram: TelegramService | None = request.state.services.telegram
+        return None if telegram is None else (telegram.inbox, telegram.webhook_secret)
 
     app = FastAPI(title=f"ShopBot ({settings.shop.name})", version="0.1.0", lifespan=lifespan)
     rest.install(app, settings)
+    app.include_router(webhook_router(telegram_inbox))
     return app

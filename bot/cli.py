@@ -68,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     review.add_argument("--out", type=Path, default=Path("reports/nlu_review.yml"))
     review.add_argument("--limit", type=int, default=1000, help="newest messages to export")
 
+    tg = commands.add_parser("telegram", help="the Telegram channel (needs TELEGRAM_BOT_TOKEN)")
+    tg_commands = tg.add_subparsers(dest="telegram_command", required=True)
+    tg_commands.add_parser("poll", help="answer by long polling (development; removes any webhook)")
+    tg_commands.add_parser("worker", help="answer updates the webhook of `shopbot serve` keeps in Redis")
+    hook = tg_commands.add_parser("set-webhook", help="make Telegram post updates to URL (https://.../telegram/webhook)")
+    hook.add_argument("url")
+    hook.add_argument("--drop-pending", action="store_true", help="forget updates Telegram still holds")
+    tg_commands.add_parser("delete-webhook", help="stop Telegram posting updates (before polling)")
+
     commands.add_parser("config", help="print the effective settings (secrets hidden)")
     return parser
 
@@ -81,12 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"shopbot: configuration error: {exc}", file=sys.stderr)
         return 2
-    from bot import commands  # heavy imports (torch) only once the settings are valid
+    from bot import commands, telegram_commands  # heavy imports (torch) only once the settings are valid
 
     handlers = {
         "serve": commands.serve, "chat": commands.chat, "train": commands.train,
         "evaluate": commands.evaluate, "actions": commands.actions, "orders": commands.orders,
         "config": _print_config, "nlu": commands.nlu_review, "generate": commands.generate,
+        "telegram": telegram_commands.telegram,
     }
     try:
         return handlers[args.command](settings, args)

@@ -28,14 +28,14 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     server = dataclasses.replace(settings.server, host=args.host or settings.server.host,
                                  port=args.port or settings.server.port)
     settings = dataclasses.replace(settings, server=server)
-    _require_model(settings)
+    require_model(settings)
     log.info("serving %s on http://%s:%d", settings.shop.name, server.host, server.port)
     uvicorn.run(build_app(settings), host=server.host, port=server.port, log_level="info")
     return 0
 
 
 def chat(settings: Settings, args: argparse.Namespace) -> int:
-    _require_model(settings)
+    require_model(settings)
     asyncio.run(_chat(settings, args.conversation_id))
     return 0
 
@@ -292,6 +292,6 @@ def _classifier(settings: Settings) -> IntentClassifier:
         raise UserError(str(exc)) from exc
 
 
-def _require_model(settings: Settings) -> None:
+def require_model(settings: Settings) -> None:
     if not (settings.nlu.model_dir / METADATA_FILE).is_file():
         raise UserError(f"no trained intent model in {settings.nlu.model_dir}: run `shopbot train` first")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # the generator's modules load torch; the engine runs without
     from generation.writer import GroundedWriter
 
 log = logging.getLogger(__name__)
+OnDraft = Callable[[str], Awaitable[None]]  # a channel showing a reply while it is written
 
 
 class IntentParser(Protocol):
@@ -86,14 +88,21 @@ class Engine:
         parse = await self.parse(self.check_text(text))
         return parse, route(Conversation(id="parse-only"), parse, self.config.policy)
 
-    async def handle(self, message: InboundMessage) -> list[Reply]:
-        """Answer one shopper message; the conversation is locked while it is handled."""
+    async def handle(self, message: InboundMessage, on_draft: OnDraft | None = None) -> list[Reply]:
+        """Answer one shopper message; the conversation is locked while it is handled.
+
+        A channel that can show a reply while it is written passes `on_draft`: it then receives
+        the generator's reply as it grows, each draft checked by the safety filter first (drafts
+        stop at the first one it would not send as is). The returned replies are the final word.
+        """
         text = self.check_text(message.text)
         guard = self.safety.check_input(text)
         async with self.store.lock(message.conversation_id):
             conversation = await self.store.load(message.conversation_id) or Conversation(
                 id=message.conversation_id, channel=message.channel
             )
+            known = [text, *(t.text for t in conversation.history if t.role == "user"),
+                     *(v for v in conversation.slots.values() if isinstance(v, str))]
             if guard.action is VerdictAction.BLOCK and conversation.mode is Mode.BOT:  # never parsed or echoed
                 parse = Parse(text=text, intent=IntentScore("guarded", 1.0), ranking=(IntentScore("guarded", 1.0),))
                 decision = Route(RouteKind.FALLBACK, reason="safety guard: " + ", ".join(guard.categories))
@@ -102,9 +111,8 @@ class Engine:
                 parse = await self.parse(text)
                 decision = route(conversation, parse, self.config.policy)
                 await self._keep_for_review(text, parse, decision, message.channel)
-                replies, slots, events = await self._respond(decision, conversation, parse, message.channel)
-            known = [text, *(t.text for t in conversation.history if t.role == "user"),
-                     *(v for v in conversation.slots.values() if isinstance(v, str))]
+                drafts = None if on_draft is None else self._checked_drafts(on_draft, known)
+                replies, slots, events = await self._respond(decision, conversation, parse, message.channel, drafts)
             replies, checked = self._check(replies, known, int(conversation.slots.get(BLOCKED_REPLIES) or 0))
             slots = {**slots, **checked.slots}
             now = time.time()
@@ -135,12 +143,31 @@ class Engine:
         key = "safety_injection" if set(guard.categories) == {"injection"} else "safety_abuse"
         return [Reply(self.knowledge.answer(key), kind=ReplyKind.FALLBACK)], _forget_question(), []
 
-    async def _respond(self, decision: Route, conversation: Conversation, parse: Parse,
-                       channel: str) -> tuple[list[Reply], dict[str, object], list[Event]]:
+    def _checked_drafts(self, on_draft: OnDraft, known: list[str]) -> OnDraft:
+        """`on_draft` behind the safety filter: a draft is shown only if it would be sent as is."""
+        stopped = False
+
+        async def show(draft: str) -> None:
+            nonlocal stopped
+            if stopped:
+                return
+            if self.safety.check_output(draft, known).action is not VerdictAction.ALLOW:
+                stopped = True
+                return
+            try:
+                await on_draft(draft)
+            except Exception:  # a draft that could not be shown costs nothing: the reply still comes
+                log.warning("a draft could not be shown", exc_info=True)
+                stopped = True
+
+        return show
+
+    async def _respond(self, decision: Route, conversation: Conversation, parse: Parse, channel: str,
+                       on_draft: OnDraft | None = None) -> tuple[list[Reply], dict[str, object], list[Event]]:
         if decision.kind is RouteKind.SILENT:
             return [], {}, []
         if decision.kind is RouteKind.GENERATOR and self.writer is not None:
-            return await self._generate(decision, conversation, parse)
+            return await self._generate(decision, conversation, parse, on_draft)
         if decision.kind is not RouteKind.ACTION or decision.action is None:
             return [self._offer(decision)], _forget_question(), []
         try:
@@ -153,13 +180,13 @@ class Engine:
             Event("action", time.time(), {"name": decision.action, "slots": dict(result.slots)})
         ]
 
-    async def _generate(self, decision: Route, conversation: Conversation,
-                        parse: Parse) -> tuple[list[Reply], dict[str, object], list[Event]]:
+    async def _generate(self, decision: Route, conversation: Conversation, parse: Parse,
+                        on_draft: OnDraft | None) -> tuple[list[Reply], dict[str, object], list[Event]]:
         """A grounded reply from the generator; an ungrounded or failed one becomes the fallback."""
         assert self.writer is not None
         history = [(t.role, t.text) for t in conversation.history] + [("user", parse.text)]
         try:
-            written = await self.writer.answer(history)
+            written = await self.writer.answer(history, on_draft)
         except Exception as exc:  # a broken generator costs a fallback, not the conversation
             log.exception("conversation %s: the generator failed", conversation.id)
             return [self._offer(decision)], _forget_question(), [Event("error", time.time(), {"generator": str(exc)})]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -154,6 +155,21 @@ class SafetySettings:
 
 
 @dataclass(frozen=True)
+class TelegramSettings:
+    """The Telegram channel; it is enabled when TELEGRAM_BOT_TOKEN is set."""
+
+    api_base_url: str = "https://api.telegram.org/bot"  # TELEGRAM_API_BASE_URL: a self-hosted Bot API server
+    workers: int = 8  # updates this process answers at once (0: only accept them; `shopbot telegram worker` answers)
+    consumer: str = ""  # this worker's name in the Redis consumer group; "" = the host name
+    lease_ms: int = 15_000  # an update whose worker stopped renewing this long ago goes to another worker
+    claim_idle_ms: int = 30_000  # unanswered updates older than this are looked for among dead workers'
+    dedup_ttl_s: int = 86_400  # a redelivered update id is ignored for this long
+    max_retries: int = 5  # a send refused with 429 (retry_after honoured) or a network error is retried
+    typing_interval_s: float = 4.0  # the "typing..." action is repeated this often while the bot works
+    stream_interval_s: float = 0.8  # generator replies: the message is edited at most this often
+
+
+@dataclass(frozen=True)
 class MessageSettings:
     max_chars: int = 4_000
 
@@ -165,6 +181,7 @@ class SecretSettings:
     redis_url: Secret = field(default_factory=lambda: Secret(""))
     redis_password: Secret = field(default_factory=lambda: Secret(""))
     telegram_bot_token: Secret = field(default_factory=lambda: Secret(""))
+    telegram_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SecretSettings:
@@ -172,6 +189,7 @@ class SecretSettings:
             redis_url=Secret(env.get("REDIS_URL", "")),
             redis_password=Secret(env.get("REDIS_PASSWORD", "")),
             telegram_bot_token=Secret(env.get("TELEGRAM_BOT_TOKEN", "")),
+            telegram_webhook_secret=Secret(env.get("TELEGRAM_WEBHOOK_SECRET", "")),
         )
 
 
@@ -186,6 +204,7 @@ class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     messages: MessageSettings = field(default_factory=MessageSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
     secrets: SecretSettings = field(default_factory=SecretSettings)
 
     def with_root(self, root: Path) -> Settings:
@@ -217,6 +236,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             _set_dotted(raw, name[len(ENV_PREFIX):].lower().split("__"), value, origin=name)
     settings = _build(Settings, {k: v for k, v in raw.items()}, prefix="", origin=str(path))
     settings = dataclasses.replace(settings, secrets=SecretSettings.from_env(env))
+    if env.get("TELEGRAM_API_BASE_URL"):  # named by the Bot API's own docs, so read under that name too
+        telegram = dataclasses.replace(settings.telegram, api_base_url=env["TELEGRAM_API_BASE_URL"])
+        settings = dataclasses.replace(settings, telegram=telegram)
     _validate(settings)
     root = Path(env.get("SHOPBOT_ROOT", path.resolve().parent if path.exists() else Path.cwd()))
     return settings.with_root(root)
@@ -354,6 +376,13 @@ _RANGES: dict[str, tuple[float, float]] = {
     "actions.timeout_s": (0.1, 600),
     "actions.server_port": (1, 65_535),
     "messages.max_chars": (1, 100_000),
+    "telegram.workers": (0, 1_000),
+    "telegram.lease_ms": (100, 3_600_000),
+    "telegram.claim_idle_ms": (100, 86_400_000),
+    "telegram.dedup_ttl_s": (1, 30 * 86_400),
+    "telegram.max_retries": (0, 100),
+    "telegram.typing_interval_s": (0.5, 60.0),
+    "telegram.stream_interval_s": (0.1, 60.0),
 }
 
 
@@ -367,5 +396,10 @@ def _validate(settings: Settings) -> None:
             raise SettingsError(f"'{dotted}' must be between {low} and {high}, got {value}")
     if settings.nlu.runtime not in ("onnx-int8", "torch"):
         raise SettingsError(f"'nlu.runtime' must be 'onnx-int8' or 'torch', got {settings.nlu.runtime!r}")
+    if not settings.telegram.api_base_url.startswith(("http://", "https://")):
+        raise SettingsError(f"'telegram.api_base_url' must be an http(s) URL, got {settings.telegram.api_base_url!r}")
+    secret = settings.secrets.telegram_webhook_secret.reveal()
+    if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):  # what Telegram accepts for secret_token
+        raise SettingsError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
     if settings.actions.endpoint and not settings.actions.endpoint.startswith(("http://", "https://")):
         raise SettingsError(f"'actions.endpoint' must be an http(s) URL, got {settings.actions.endpoint!r}")

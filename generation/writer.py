@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from generation.corpus import DESCRIPTION_REQUEST, OPTIONAL_ATTRIBUTES, REQUIRED_ATTRIBUTES
@@ -20,6 +20,7 @@ from generation.prompt import clean
 from generation.retrieval import KnowledgeIndex, Passage
 
 DESCRIPTION_ATTRIBUTES = REQUIRED_ATTRIBUTES + OPTIONAL_ATTRIBUTES
+OnDraft = Callable[[str], Awaitable[None]]  # receives the reply written so far
 
 
 @dataclass(frozen=True)
@@ -57,21 +58,44 @@ class GroundedWriter:
         self._min_score = min_passage_score
         self._answers = answer_candidates
 
-    async def answer(self, history: Sequence[tuple[str, str]]) -> Written:
+    async def answer(self, history: Sequence[tuple[str, str]], on_draft: OnDraft | None = None) -> Written:
         """A reply to the conversation (oldest turn first, the shopper's message last), checked.
 
         `answer_candidates` replies are sampled together and the best is kept (`_best`). When the
         shopper names a product of the catalogue and the generated reply is not grounded
         or is about something else, the catalogue passage closest to the question is quoted instead.
+
+        With `on_draft`, the first candidate is shown while it is written: `on_draft` gets each
+        longer prefix whose facts are all supported (none after the first that is not). It is then
+        the reply sent whenever it is grounded, so the shopper does not watch one answer and get another.
         """
         prompt, passages, query = await self._prompt(history)
         sources = _sources(passages, history)
-        texts = await asyncio.gather(*(self.generator.complete(prompt, sources=sources) for _ in range(self._answers)))
-        written = await self._best([self._checked(t, passages, history) for t in texts], prompt)
+        streamed = [self._drafted(prompt, sources, on_draft)] if on_draft is not None else []
+        sampled = [self.generator.complete(prompt, sources=sources) for _ in range(self._answers - len(streamed))]
+        texts = await asyncio.gather(*streamed, *sampled)
+        candidates = [self._checked(t, passages, history) for t in texts]
+        watched = on_draft is not None and candidates[0].grounded
+        written = candidates[0] if watched else await self._best(candidates, prompt)
         named = [p for p in passages if p.product and p.product.lower() in query.lower()]
         if named and (not written.grounded or named[0].product.lower() not in written.text.lower()):  # type: ignore[union-attr]
             return Written(_quote(named[0]), written.passages, (), quoted=True)
         return written
+
+    async def _drafted(self, prompt: str, sources: list[str], on_draft: OnDraft) -> str:
+        """Generate one reply, handing `on_draft` each grown prefix while its facts stay supported."""
+        text, shown, drafting = "", "", True
+        async for piece in self.generator.stream(prompt, sources=sources):
+            text += piece
+            draft = text[:max(text.rfind(" "), text.rfind("\n"), 0)].strip()  # whole words only
+            if not drafting or not draft or draft == shown:
+                continue
+            if check_grounding(draft, sources, self._products).unsupported:
+                drafting = False  # never show a fact the reply cannot back, nor what follows it
+                continue
+            shown = draft
+            await on_draft(draft)
+        return text.strip()
 
     async def _best(self, candidates: list[Written], prompt: str) -> Written:
         """A grounded candidate before any other; among those, the one the model finds most fluent."""

@@ -56,3 +56,28 @@ def encode_id(conversation_id: str) -> str:
         return conversation_id
     digest = hashlib.sha256(conversation_id.encode("utf-8", "surrogatepass")).hexdigest()
     return f"#{digest}"
+
+
+class InboxKeys:
+    """Key names of one channel's update inbox (`<prefix>:inbox:{<channel>}:...`).
+
+    The channel name is the hash tag: the stream, the de-duplication keys and the per-chat records
+    share one Redis Cluster slot, so the scripts that touch several of them stay valid on a cluster.
+    """
+
+    group = "workers"  # the consumer group every worker reads through
+
+    def __init__(self, prefix: str, channel: str) -> None:
+        self._base = f"{StoreKeys(prefix).prefix}:inbox:{{{encode_id(channel)}}}"
+
+    def stream(self) -> str:
+        return f"{self._base}:stream"
+
+    def seen(self, update_id: int) -> str:
+        return f"{self._base}:seen:{int(update_id)}"
+
+    def chat(self, chat: str) -> str:
+        return f"{self._base}:chat:{encode_id(chat)}"
+
+    def lease(self, chat: str) -> str:
+        return f"{self._base}:lease:{encode_id(chat)}"

@@ -1,0 +1,1 @@
+"""Channel adapters, driven through their real transports."""

@@ -1,0 +1,1 @@
+"""Fakes the tests talk to over real connections."""
