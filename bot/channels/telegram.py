@@ -1,41 +1,35 @@
-"""The Telegram channel: python-telegram-bot handlers that turn updates into engine messages and
-render the engine's replies (split to Telegram's limit, buttons as inline keyboards).
+"""The Telegram channel: python-telegram-bot handlers that turn updates into engine messages.
 
 How updates arrive (webhook or long polling) and the delivery guarantees live in
-`bot.channels.telegram_delivery`; this module only answers one update at a time.
+`bot.channels.telegram_delivery`, how replies go out in `bot.channels.telegram_send`; this module
+answers one update at a time.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Awaitable
+from contextlib import suppress
 from typing import TypeVar
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.constants import ChatAction, ChatType, InlineKeyboardButtonLimit, MessageEntityType, MessageLimit
-from telegram.error import BadRequest, Forbidden, NetworkError
+from telegram import Message, Update
+from telegram.constants import ChatType, MessageEntityType
+from telegram.error import BadRequest
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 from telegram.ext import MessageHandler as OnMessage
 
 from bot.actions.knowledge import ShopKnowledge
-from bot.channels.splitting import split_message
+from bot.channels.telegram_send import RetryLater, TelegramSender
 from bot.engine import Engine, InputRejected
 from bot.settings import TelegramSettings
 from bot.state import ConversationBusy, StoreUnavailable
-from bot.types import Button, InboundMessage, Reply
+from bot.types import InboundMessage, Reply
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 T = TypeVar("T")
 Context = ContextTypes.DEFAULT_TYPE
-
-
-class RetryLater(Exception):
-    """The update could not be answered now (store busy or down, Telegram unreachable): try it again."""
 
 
 def conversation_id(chat_id: int) -> str:
@@ -68,6 +62,7 @@ class TelegramChannel:
         self.engine = engine
         self.knowledge = knowledge
         self.settings = settings
+        self.sender = TelegramSender(application.bot, settings)
 
     def install(self) -> None:
         app = self.application
@@ -79,17 +74,6 @@ class TelegramChannel:
         app.add_handler(OnMessage(filters.UpdateType.EDITED, self._edited))
         app.add_handler(OnMessage(filters.TEXT, self._text))
         app.add_handler(OnMessage(filters.ALL, self._unsupported))
-
-    async def send_replies(self, chat_id: int, replies: list[Reply]) -> list[Message]:
-        """Send replies in order: each cut to Telegram's limit, its buttons under its last part."""
-        sent: list[Message] = []
-        for reply in replies:
-            parts = split_message(reply.text, MessageLimit.MAX_TEXT_LENGTH)
-            for i, part in enumerate(parts):
-                markup = keyboard(reply.buttons) if i == len(parts) - 1 else None
-                send = functools.partial(self.application.bot.send_message, chat_id, part, reply_markup=markup)
-                sent.append(await self._call(send))
-        return sent
 
     async def _start(self, update: Update, context: Context) -> None:
         await self._converse(update, "/greet", addressed=True)
@@ -112,7 +96,7 @@ class TelegramChannel:
         query = update.callback_query
         assert query is not None
         with suppress(BadRequest):  # an old query can no longer be answered; the button still counts
-            await self._call(query.answer)
+            await self.sender.call(query.answer)
         if query.data:
             await self._converse(update, query.data, addressed=True)
 
@@ -137,8 +121,8 @@ class TelegramChannel:
         metadata = {"chat_type": chat.type, "language": user.language_code if user else None}
         message = InboundMessage(CHANNEL, conversation_id(chat.id), text, user_id=str(user.id) if user else "",
                                  metadata={k: v for k, v in metadata.items() if v})
-        draft = _Draft(self, chat.id)
-        async with self._typing(chat.id):
+        draft = self.sender.draft(chat.id)
+        async with self.sender.typing(chat.id):
             try:
                 replies = await self._stored(self.engine.handle(message, on_draft=draft.show))
             except InputRejected as exc:
@@ -152,7 +136,7 @@ class TelegramChannel:
 
     async def _say(self, update: Update, key: str) -> None:
         if update.effective_chat is not None:
-            await self.send_replies(update.effective_chat.id, [Reply(self.knowledge.answer(key))])
+            await self.sender.send_replies(update.effective_chat.id, [Reply(self.knowledge.answer(key))])
 
     def _addressed(self, update: Update) -> bool:
         """In a private chat always; in a group only when the bot is mentioned, replied to or commanded."""
@@ -182,98 +166,12 @@ class TelegramChannel:
             text = text[:start] + text[end:]
         return " ".join(text.split()) or text
 
-    @asynccontextmanager
-    async def _typing(self, chat_id: int) -> AsyncIterator[None]:
-        """Show "typing..." while the bot works (Telegram clears it after 5 s, so it is repeated)."""
-        async def keep_typing() -> None:
-            while True:
-                try:
-                    await self.application.bot.send_chat_action(chat_id, ChatAction.TYPING)
-                except (NetworkError, Forbidden) as exc:  # cosmetic: never worth a failed reply
-                    log.debug("telegram chat %s: typing action failed: %s", chat_id, exc)
-                await asyncio.sleep(self.settings.typing_interval_s)
-
-        task = asyncio.create_task(keep_typing())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
-
     async def _stored(self, call: Awaitable[T]) -> T:
         """Store trouble is temporary: the update goes back to the inbox and is answered later."""
         try:
             return await call
         except (ConversationBusy, StoreUnavailable) as exc:
             raise RetryLater(str(exc)) from exc
-
-    async def _call(self, send: Callable[[], Awaitable[T]]) -> T:
-        """A Bot API call, retried with backoff on network errors and 5xx answers.
-
-        429s are retried by the rate limiter, which waits `retry_after` first. After the last
-        attempt the update goes back to the inbox (RetryLater) instead of being lost.
-        """
-        attempt = 0
-        while True:
-            try:
-                return await send()
-            except BadRequest:  # our request is wrong: retrying cannot help
-                raise
-            except NetworkError as exc:
-                if attempt >= self.settings.max_retries:
-                    raise RetryLater(f"Telegram unreachable: {exc}") from exc
-            await asyncio.sleep(min(0.25 * 2**attempt, 8.0))
-            attempt += 1
-
-
-class _Draft:
-    """A generator reply shown while it is written: sent once, then edited in place, at most every
-    `stream_interval_s`, and finally edited into the checked reply (Telegram has no other streaming)."""
-
-    def __init__(self, channel: TelegramChannel, chat_id: int) -> None:
-        self._channel = channel
-        self._chat_id = chat_id
-        self._message: Message | None = None
-        self._shown = ""
-        self._shown_at = 0.0
-
-    async def show(self, text: str) -> None:
-        text = split_message(text, MessageLimit.MAX_TEXT_LENGTH)[0]
-        now = asyncio.get_running_loop().time()
-        if self._message is None:
-            self._message = await self._channel.application.bot.send_message(self._chat_id, text)
-        elif text != self._shown and now - self._shown_at >= self._channel.settings.stream_interval_s:
-            await self._message.edit_text(text)
-        else:
-            return
-        self._shown, self._shown_at = text, now
-
-    async def finish(self, replies: list[Reply]) -> None:
-        """Send `replies`; the first one replaces the draft, if a draft is showing."""
-        if self._message is None or not replies:
-            await self._channel.send_replies(self._chat_id, replies)
-            return
-        first, *rest = replies
-        head, *tail = split_message(first.text, MessageLimit.MAX_TEXT_LENGTH)
-        markup = keyboard(first.buttons) if not tail else None
-        if head != self._shown or markup is not None:
-            edit = functools.partial(self._message.edit_text, head, reply_markup=markup)
-            try:
-                await self._channel._call(edit)  # noqa: SLF001 - the same retries as every send
-            except BadRequest as exc:  # "message is not modified" and the like: the text is there
-                log.debug("telegram chat %s: final edit refused: %s", self._chat_id, exc)
-        if tail:
-            await self._channel.send_replies(self._chat_id, [Reply("\n".join(tail), first.buttons, first.kind)])
-        await self._channel.send_replies(self._chat_id, rest)
-
-
-def keyboard(buttons: tuple[Button, ...]) -> InlineKeyboardMarkup | None:
-    """Buttons as an inline keyboard, one per row; a payload Telegram cannot carry is left out."""
-    rows = [[InlineKeyboardButton(b.title, callback_data=b.payload)] for b in buttons
-            if 1 <= len(b.payload.encode()) <= InlineKeyboardButtonLimit.MAX_CALLBACK_DATA]
-    return InlineKeyboardMarkup(rows) if rows else None
-
 
 def _utf16_span(text: str, offset: int, length: int) -> tuple[int, int]:
     """Telegram's entity offsets count UTF-16 units; Python indexes code points."""

@@ -22,7 +22,8 @@ from telegram import Update
 from telegram.error import InvalidToken, NetworkError
 from telegram.ext import Application, ContextTypes
 
-from bot.channels.telegram import RetryLater, TelegramChannel
+from bot.channels.telegram import TelegramChannel
+from bot.channels.telegram_send import RetryLater
 from bot.state.inbox import QueuedUpdate, UpdateInbox
 
 log = logging.getLogger(__name__)

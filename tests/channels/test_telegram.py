@@ -9,11 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from bot.app import build_app, open_services, open_telegram
-from bot.channels.telegram_delivery import SECRET_HEADER, poll
+from bot.channels.telegram_delivery import SECRET_HEADER, poll, webhook_router
 from bot.settings import Settings
+from bot.state.inbox import MemoryInbox
 from bot.types import Reply
 from tests.conftest import make_settings, redis_url
 from tests.fakes.telegram_api import FakeTelegram, SentMessage
@@ -202,7 +204,7 @@ def test_a_reply_of_ten_thousand_characters_arrives_split_in_order(tmp_path: Pat
         async with open_services(settings) as services, open_telegram(settings, services, workers=0) as telegram:
             assert telegram is not None
             await telegram.channel.application.initialize()
-            await telegram.channel.send_replies(5201, [Reply(text), Reply("Anything else?")])
+            await telegram.channel.sender.send_replies(5201, [Reply(text), Reply("Anything else?")])
 
     asyncio.run(send())
     parts = texts(tg.messages(5201))
@@ -231,3 +233,32 @@ async def test_a_conversation_by_long_polling(tmp_path: Path, intent_model_dir: 
     offsets = [c.params.get("offset") for c in tg.calls("getUpdates")]
     assert offsets[0] is None and offsets[-1] is not None, "the offset moved past what the inbox keeps"
     assert tg.calls("deleteWebhook"), "polling removes a webhook first (Telegram refuses both at once)"
+
+
+class _UnreachableInbox(MemoryInbox):
+    """An inbox whose store is down."""
+
+    async def put(self, update_id: int, chat: str, payload: str) -> bool:
+        raise ConnectionError("Redis is not answering")
+
+
+def test_an_update_that_cannot_be_kept_gets_503_so_telegram_delivers_it_again(updates: UpdateFactory) -> None:
+    app = FastAPI()
+    app.include_router(webhook_router(lambda request: (_UnreachableInbox(), SECRET)))
+    with TestClient(app) as client:
+        response = client.post("/telegram/webhook", json=updates.text(1, "hi"), headers={SECRET_HEADER: SECRET})
+    assert response.status_code == 503
+
+
+def test_without_a_configured_secret_every_webhook_post_is_refused(updates: UpdateFactory) -> None:
+    app = FastAPI()
+    app.include_router(webhook_router(lambda request: (MemoryInbox(), "")))
+    with TestClient(app) as client:
+        for headers in ({}, {SECRET_HEADER: ""}, {SECRET_HEADER: "anything"}):
+            assert client.post("/telegram/webhook", json=updates.text(1, "hi"), headers=headers).status_code == 403
+
+
+def test_without_a_token_the_webhook_says_telegram_is_not_enabled(settings: Settings, updates: UpdateFactory) -> None:
+    with TestClient(build_app(settings)) as client:
+        response = client.post("/telegram/webhook", json=updates.text(1, "hi"), headers={SECRET_HEADER: SECRET})
+    assert response.status_code == 404 and "TELEGRAM_BOT_TOKEN" in response.json()["detail"]

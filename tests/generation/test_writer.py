@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from bot.actions.demo_orders import SqliteOrderStore, create_demo_store
-from bot.actions.knowledge import ShopKnowledge, money
+from bot.actions.knowledge import ShopKnowledge
 from bot.actions.registry import build_executor
 from bot.actions.runner import LocalActionRunner
 from bot.engine import Engine, EngineConfig
@@ -16,11 +18,10 @@ from bot.router import RoutingPolicy
 from bot.state import MemoryStore
 from bot.types import InboundMessage, ReplyKind
 from generation.generator import Generator
-from generation.retrieval import KnowledgeIndex, Passage, SentenceEncoder, catalog_passages
+from generation.retrieval import KnowledgeIndex
 from generation.writer import GroundedWriter, best_description
 from nlu.parse import IntentScore, Parse
 from tests.conftest import ROOT
-from tests.generation.test_grounded import JACKET
 
 
 class ScriptedGenerator:
@@ -31,6 +32,7 @@ class ScriptedGenerator:
         self.reply = reply
         self.prompts: list[str] = []
         self.sources: list[object] = []
+        self.word_delay = 0.0  # seconds between streamed words
 
     async def complete(self, prompt: str, settings: object = None, sources: object = None) -> str:
         self.prompts.append(prompt)
@@ -41,14 +43,15 @@ class ScriptedGenerator:
             return self.reply[(len(self.prompts) - 1) % len(self.reply)]
         return self.reply
 
+    async def stream(self, prompt: str, settings: object = None, sources: object = None) -> AsyncIterator[str]:
+        """The reply word by word, each word with its leading space as GPT-2's tokens come."""
+        reply = await self.complete(prompt, settings, sources)
+        for i, word in enumerate(reply.split(" ")):
+            await asyncio.sleep(self.word_delay)
+            yield word if i == 0 else " " + word
+
     async def aclose(self) -> None:
         return None
-
-
-@pytest.fixture(scope="module")
-def index() -> KnowledgeIndex:
-    return KnowledgeIndex(catalog_passages([JACKET], money) + [Passage("Returns are free for 30 days.", "faq:x")],
-                          SentenceEncoder())
 
 
 def writer(tiny_dir: Path, index: KnowledgeIndex, reply: str | list[str] | Exception) -> GroundedWriter:
