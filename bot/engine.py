@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -25,7 +27,8 @@ if TYPE_CHECKING:  # the generator's modules load torch; the engine runs without
     from generation.writer import GroundedWriter
 
 log = logging.getLogger(__name__)
-OnDraft = Callable[[str], Awaitable[None]]  # a channel showing a reply while it is written
+OnDraft = Callable[[str, str], Awaitable[None]]  # (reply id, text so far): a reply shown while it is written
+ShowDraft = Callable[[str], Awaitable[None]]  # the same for one reply, as the writer calls it
 
 
 class IntentParser(Protocol):
@@ -93,10 +96,12 @@ class Engine:
 
         A channel that can show a reply while it is written passes `on_draft`: it then receives
         the generator's reply as it grows, each draft checked by the safety filter first (drafts
-        stop at the first one it would not send as is). The returned replies are the final word.
+        stop at the first one it would not send as is). The returned replies are the final word;
+        the first of them carries the drafts' reply id (it replaces the draft, whatever it says).
         """
         text = self.check_text(message.text)
         guard = self.safety.check_input(text)
+        first_id = new_reply_id()
         async with self.store.lock(message.conversation_id):
             conversation = await self.store.load(message.conversation_id) or Conversation(
                 id=message.conversation_id, channel=message.channel
@@ -111,17 +116,19 @@ class Engine:
                 parse = await self.parse(text)
                 decision = route(conversation, parse, self.config.policy)
                 await self._keep_for_review(text, parse, decision, message.channel)
-                drafts = None if on_draft is None else self._checked_drafts(on_draft, known)
+                drafts = None if on_draft is None else self._checked_drafts(on_draft, first_id, known)
                 replies, slots, events = await self._respond(decision, conversation, parse, message.channel, drafts)
             replies, checked = self._check(replies, known, int(conversation.slots.get(BLOCKED_REPLIES) or 0))
+            replies = [dataclasses.replace(r, id=first_id if i == 0 else new_reply_id()) for i, r in enumerate(replies)]
             slots = {**slots, **checked.slots}
             now = time.time()
             stored = redact(text)  # personal data never reaches the store or the logs
             turns = [Turn("user", stored, now, parse.intent.name, parse.intent.confidence, decision.kind.value)]
-            turns += [Turn("bot", r.text, now, route=decision.kind.value) for r in replies]
+            turns += [Turn("bot", r.text, now, route=decision.kind.value, id=r.id) for r in replies]
             conversation = conversation.with_slots(slots).with_turns(turns, self.config.history_limit)
             events = [
-                Event("user", now, {"text": stored, "channel": message.channel}),
+                Event("user", now, {"text": stored, "channel": message.channel,
+                                    **({"metadata": dict(message.metadata)} if message.metadata else {})}),
                 *([_verdict_event("input", guard)] if guard.flagged else []),
                 Event("parse", now, _stored_parse(parse, stored)),
                 Event("route", now, {"kind": decision.kind.value, "action": decision.action,
@@ -133,6 +140,23 @@ class Engine:
             await self.store.save(conversation, events)
         return replies
 
+    async def feedback(self, conversation_id: str, reply_id: str, value: str) -> bool:
+        """Keep a shopper's thumbs up or down on one reply, with the route that produced it.
+
+        False when the conversation has no such reply (expired, or an id the shopper made up).
+        """
+        if value not in ("up", "down"):
+            raise ValueError(f"feedback is 'up' or 'down', got {value!r}")
+        async with self.store.lock(conversation_id):
+            conversation = await self.store.load(conversation_id)
+            turns = conversation.history if conversation is not None else ()
+            turn = next((t for t in turns if t.id == reply_id and t.role != "user"), None)
+            if conversation is None or turn is None:
+                return False
+            data = {"reply": reply_id, "value": value, "route": turn.route or turn.role, "role": turn.role}
+            await self.store.save(conversation, [Event("feedback", time.time(), data)])
+        return True
+
     def _guarded(self, guard: Verdict) -> tuple[list[Reply], dict[str, object], list[Event]]:
         """The guard's own answer: a handoff for threats and self-harm, a calm reply otherwise."""
         if HANDOFF_CATEGORIES & guard.categories.keys():
@@ -143,7 +167,7 @@ class Engine:
         key = "safety_injection" if set(guard.categories) == {"injection"} else "safety_abuse"
         return [Reply(self.knowledge.answer(key), kind=ReplyKind.FALLBACK)], _forget_question(), []
 
-    def _checked_drafts(self, on_draft: OnDraft, known: list[str]) -> OnDraft:
+    def _checked_drafts(self, on_draft: OnDraft, reply_id: str, known: list[str]) -> ShowDraft:
         """`on_draft` behind the safety filter: a draft is shown only if it would be sent as is."""
         stopped = False
 
@@ -155,7 +179,7 @@ class Engine:
                 stopped = True
                 return
             try:
-                await on_draft(draft)
+                await on_draft(reply_id, draft)
             except Exception:  # a draft that could not be shown costs nothing: the reply still comes
                 log.warning("a draft could not be shown", exc_info=True)
                 stopped = True
@@ -163,7 +187,7 @@ class Engine:
         return show
 
     async def _respond(self, decision: Route, conversation: Conversation, parse: Parse, channel: str,
-                       on_draft: OnDraft | None = None) -> tuple[list[Reply], dict[str, object], list[Event]]:
+                       on_draft: ShowDraft | None = None) -> tuple[list[Reply], dict[str, object], list[Event]]:
         if decision.kind is RouteKind.SILENT:
             return [], {}, []
         if decision.kind is RouteKind.GENERATOR and self.writer is not None:
@@ -181,7 +205,7 @@ class Engine:
         ]
 
     async def _generate(self, decision: Route, conversation: Conversation, parse: Parse,
-                        on_draft: OnDraft | None) -> tuple[list[Reply], dict[str, object], list[Event]]:
+                        on_draft: ShowDraft | None) -> tuple[list[Reply], dict[str, object], list[Event]]:
         """A grounded reply from the generator; an ungrounded or failed one becomes the fallback."""
         assert self.writer is not None
         history = [(t.role, t.text) for t in conversation.history] + [("user", parse.text)]
@@ -274,6 +298,10 @@ def _stored_parse(parse: Parse, redacted_text: str) -> dict[str, object]:
     stored["entities"] = [{**e, "value": "[redacted]"} if e.get("entity") in ("email", "phone") else e
                           for e in stored["entities"]]
     return stored
+
+
+def new_reply_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 def review_reason(parse: Parse, decision: Route) -> str | None:

@@ -44,12 +44,14 @@ class Reply:
     text: str
     buttons: tuple[Button, ...] = ()
     kind: ReplyKind = ReplyKind.ACTION
+    id: str = ""  # set by the engine when it sends the reply; feedback and drafts refer to it
 
     def to_json(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "buttons": [{"title": b.title, "payload": b.payload} for b in self.buttons],
             "kind": self.kind.value,
+            **({"id": self.id} if self.id else {}),
         }
 
 
@@ -72,6 +74,7 @@ class Turn:
     intent: str | None = None
     confidence: float | None = None
     route: str | None = None
+    id: str | None = None  # a bot or operator turn: the id of the reply the shopper saw
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}

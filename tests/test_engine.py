@@ -8,6 +8,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bot.actions.demo_orders import SqliteOrderStore, create_demo_store
@@ -103,3 +104,16 @@ class _WithOrder:
 
         found = await self.parser.parse(text)
         return Parse(text, found.intent, found.ranking, extract_entities(text), found.out_of_scope)
+
+
+async def test_feedback_is_kept_with_the_route_of_the_reply_it_rates(tmp_path: Path) -> None:
+    bot = engine(tmp_path, ScriptedParser({"where is order 10023": (("track_order", 0.97), ("greet", 0.01))}, set()))
+    replies = await bot.handle(InboundMessage("rest", "fb1", "where is order 10023"))
+    assert replies and all(r.id for r in replies) and len({r.id for r in replies}) == len(replies)
+    assert await bot.feedback("fb1", replies[0].id, "down")
+    assert not await bot.feedback("fb1", "made-up-id", "up"), "an unknown reply is not rated"
+    assert not await bot.feedback("nobody", replies[0].id, "up"), "nor a reply of another conversation"
+    events = [e for e in await bot.store.events("fb1") if e.kind == "feedback"]
+    assert [(e.data["reply"], e.data["value"], e.data["route"]) for e in events] == [(replies[0].id, "down", "action")]
+    with pytest.raises(ValueError):
+        await bot.feedback("fb1", replies[0].id, "sideways")

@@ -96,7 +96,7 @@ class Draft:
         self._shown = ""
         self._shown_at = 0.0
 
-    async def show(self, text: str) -> None:
+    async def show(self, reply_id: str, text: str) -> None:
         text = split_message(text, MessageLimit.MAX_TEXT_LENGTH)[0]
         now = asyncio.get_running_loop().time()
         if self._message is None:
