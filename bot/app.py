@@ -27,6 +27,7 @@ from bot.state import ConversationStore, FileReviewLog, MemoryStore, RedisReview
 from bot.state.inbox import MemoryInbox, UpdateInbox
 from bot.state.keys import StoreKeys
 from bot.state.redis_inbox import RedisInbox
+from bot.state.seen import MemorySeenMessages, RedisSeenMessages, SeenMessages
 from generation.safety import SafetyFilter, SafetyPolicy
 from generation.safety.classifier import HarmClassifier
 from generation.safety.pii import find as find_personal_data
@@ -75,6 +76,15 @@ def open_store(settings: Settings) -> ConversationStore:
         )
     return MemoryStore(ttl_s=state.conversation_ttl_s, events_limit=state.events_limit,
                        lock_wait_ms=state.lock_wait_ms)
+
+
+def open_seen_messages(settings: Settings) -> SeenMessages:
+    """Which client message ids were answered: in Redis when REDIS_URL is set, else in this process."""
+    ttl = settings.state.conversation_ttl_s
+    if settings.secrets.redis_url:
+        return RedisSeenMessages.from_url(settings.secrets.redis_url.reveal(), settings.state.key_prefix, ttl,
+                                          password=settings.secrets.redis_password.reveal() or None)
+    return MemorySeenMessages(ttl)
 
 
 def open_review_log(settings: Settings) -> FileReviewLog | RedisReviewLog:
@@ -165,6 +175,7 @@ class Services:
     engine: Engine
     classifier: IntentClassifier
     safety: SafetyFilter
+    seen_messages: SeenMessages  # client message ids already answered (the widget resends after a drop)
     writer: GroundedWriter | None = None  # None until `shopbot train generator` has run
     telegram: TelegramService | None = None  # None unless TELEGRAM_BOT_TOKEN is set
 
@@ -183,6 +194,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(batcher.aclose)
         store = open_store(settings)
         stack.push_async_callback(store.aclose)
+        seen = open_seen_messages(settings)
+        stack.push_async_callback(seen.aclose)
         review: ReviewLog = open_review_log(settings)
         if isinstance(review, RedisReviewLog):
             stack.push_async_callback(review.aclose)
@@ -206,7 +219,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
         safety = open_safety(settings, knowledge)
         engine = Engine(store, batcher, runner, knowledge, config, review, writer, safety)
-        yield Services(settings, engine, classifier, safety, writer)
+        yield Services(settings, engine, classifier, safety, seen, writer)
 
 
 @asynccontextmanager
@@ -252,8 +265,8 @@ def _report_stopped(task: asyncio.Task[None]) -> None:
 
 
 def build_app(settings: Settings) -> FastAPI:
-    """The ShopBot web app: REST API and the Telegram webhook; the widget and console mount here too."""
-    from bot.channels import rest  # channels depend on the engine, never the other way round
+    """The ShopBot web app: REST API, the chat widget and demo shop, the Telegram webhook."""
+    from bot.channels import rest, webchat  # channels depend on the engine, never the other way round
     from bot.channels.telegram_delivery import webhook_router
 
     @asynccontextmanager
@@ -267,5 +280,6 @@ def build_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title=f"ShopBot ({settings.shop.name})", version="0.1.0", lifespan=lifespan)
     rest.install(app, settings)
+    webchat.install(app, settings)
     app.include_router(webhook_router(telegram_inbox))
     return app

@@ -6,14 +6,15 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from bot.actions.base import AWAITING_ACTION, REQUESTED_SLOT
+from bot.actions.base import AWAITING_ACTION, HANDOFF_REQUESTED, REQUESTED_SLOT
 from bot.actions.knowledge import ShopKnowledge
 from bot.actions.registry import CONVERSATION_INTENTS, SUPPORT_INTENTS
 from bot.actions.runner import ActionFailed, ActionResult, ActionRunner
+from bot.handoff import summarize
 from bot.payloads import parse_payload
 from bot.router import Route, RouteKind, RoutingPolicy, route, route_name
 from bot.state import ConversationStore, Event, ReviewItem, ReviewLog
@@ -37,6 +38,13 @@ class IntentParser(Protocol):
     async def parse(self, text: str) -> Parse: ...
 
 
+class HandoffObserver(Protocol):
+    """Who hears about conversations that need or have a person (the operator console)."""
+
+    async def conversation_changed(self, conversation: Conversation, turns: Sequence[Turn],
+                                   reason: str | None) -> None: ...
+
+
 class InputRejected(ValueError):
     """The message cannot be processed as sent; `reply` is the polite answer for the shopper."""
 
@@ -52,6 +60,7 @@ class EngineConfig:
     max_message_chars: int = 4_000
     max_reply_chars: int = 4_000
     max_blocks: int = 2  # blocked replies in one conversation before it is handed to a person
+    fallbacks_before_handoff: int = 3  # messages in a row the bot could not answer before a person takes over
 
 
 class Engine:
@@ -59,8 +68,10 @@ class Engine:
 
     def __init__(self, store: ConversationStore, parser: IntentParser, actions: ActionRunner,
                  knowledge: ShopKnowledge, config: EngineConfig, review: ReviewLog | None = None,
-                 writer: GroundedWriter | None = None, safety: SafetyFilter | None = None) -> None:
+                 writer: GroundedWriter | None = None, safety: SafetyFilter | None = None,
+                 observer: HandoffObserver | None = None) -> None:
         self.store = store
+        self.observer = observer
         self.safety = safety or SafetyFilter(SafetyPolicy(max_chars=config.max_reply_chars))
         self.review = review
         self.writer = writer
@@ -118,9 +129,11 @@ class Engine:
                 await self._keep_for_review(text, parse, decision, message.channel)
                 drafts = None if on_draft is None else self._checked_drafts(on_draft, first_id, known)
                 replies, slots, events = await self._respond(decision, conversation, parse, message.channel, drafts)
+            replies, slots, fallbacks = self._count_fallbacks(conversation, decision, replies, slots)
             replies, checked = self._check(replies, known, int(conversation.slots.get(BLOCKED_REPLIES) or 0))
             replies = [dataclasses.replace(r, id=first_id if i == 0 else new_reply_id()) for i, r in enumerate(replies)]
-            slots = {**slots, **checked.slots}
+            reason = handoff_reason({**slots, **checked.slots}, [*events, *checked.events]) or fallbacks
+            slots = {**slots, **checked.slots, HANDOFF_REQUESTED: None}
             now = time.time()
             stored = redact(text)  # personal data never reaches the store or the logs
             turns = [Turn("user", stored, now, parse.intent.name, parse.intent.confidence, decision.kind.value)]
@@ -137,8 +150,48 @@ class Engine:
                 *checked.events,
                 *(Event("reply", now, r.to_json()) for r in replies),
             ]
+            conversation, events = await self._hand_over(conversation, reason, events, now)
             await self.store.save(conversation, events)
+        if self.observer is not None and (conversation.mode is not Mode.BOT or reason):
+            await self._tell_observer(conversation, turns, reason)
         return replies
+
+    async def _hand_over(self, conversation: Conversation, reason: str | None, events: list[Event],
+                         now: float) -> tuple[Conversation, list[Event]]:
+        """Queue the conversation for a person when there is a reason; a resolved one is the bot's again."""
+        if reason and conversation.mode in (Mode.BOT, Mode.RESOLVED):
+            earlier = await self.store.events(conversation.id, 200)
+            summary = summarize(conversation, [*earlier, *events], reason, now)
+            queued = dataclasses.replace(conversation, mode=Mode.PENDING_HUMAN, operator=None,
+                                         slots={**conversation.slots, QUEUE_NOTICE_SENT: None})
+            return queued, [*events, Event("queued", now, {"reason": reason, "summary": summary})]
+        if conversation.mode is Mode.RESOLVED:
+            return dataclasses.replace(conversation, mode=Mode.BOT), events
+        return conversation, events
+
+    async def _tell_observer(self, conversation: Conversation, turns: list[Turn], reason: str | None) -> None:
+        assert self.observer is not None
+        try:
+            await self.observer.conversation_changed(conversation, turns, reason)
+        except Exception:  # operators miss a live update; the shopper's message is stored all the same
+            log.exception("conversation %s: could not notify the operators", conversation.id)
+
+    def _count_fallbacks(self, conversation: Conversation, decision: Route, replies: list[Reply],
+                         slots: dict[str, object]) -> tuple[list[Reply], dict[str, object], str | None]:
+        """Repeated fallbacks end in a handoff; while a person is awaited, one notice says the message got through."""
+        if conversation.mode is Mode.PENDING_HUMAN:
+            if conversation.slots.get(QUEUE_NOTICE_SENT):
+                return replies, slots, None
+            notice = Reply(self.knowledge.answer("handoff_waiting"), kind=ReplyKind.NOTICE)
+            return [*replies, notice], {**slots, QUEUE_NOTICE_SENT: True}, None
+        if conversation.mode is Mode.HUMAN:
+            return replies, slots, None
+        failed = decision.kind is RouteKind.FALLBACK or any(r.kind is ReplyKind.FALLBACK for r in replies)
+        count = int(conversation.slots.get(FALLBACKS_IN_A_ROW) or 0) + 1 if failed else 0
+        if count < self.config.fallbacks_before_handoff:
+            return replies, {**slots, FALLBACKS_IN_A_ROW: count or None}, None
+        notice = Reply(self.knowledge.answer("handoff_fallbacks"), kind=ReplyKind.HANDOFF)
+        return [notice], {**slots, FALLBACKS_IN_A_ROW: None}, f"{count} messages in a row the bot could not answer"
 
     async def feedback(self, conversation_id: str, reply_id: str, value: str) -> bool:
         """Keep a shopper's thumbs up or down on one reply, with the route that produced it.
@@ -284,6 +337,16 @@ class _Checked:
 
 
 BLOCKED_REPLIES = "safety_blocked_replies"  # an internal slot: how many replies the filter blocked
+FALLBACKS_IN_A_ROW = "fallbacks_in_a_row"  # an internal slot: messages in a row the bot could not answer
+QUEUE_NOTICE_SENT = "queue_notice_sent"  # an internal slot: the shopper was told their message reached the team
+
+
+def handoff_reason(changes: Mapping[str, object], events: Sequence[Event]) -> str | None:
+    """Why this turn hands the conversation to a person: an action decided so, or the safety filter."""
+    requested = changes.get(HANDOFF_REQUESTED)
+    if requested:
+        return str(requested)
+    return next((str(e.data.get("reason", "safety")) for e in events if e.kind == "handoff"), None)
 
 
 def _verdict_event(direction: str, verdict: Verdict) -> Event:

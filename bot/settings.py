@@ -170,6 +170,17 @@ class TelegramSettings:
 
 
 @dataclass(frozen=True)
+class WidgetSettings:
+    """The web chat widget (`/widget.js`, `/ws/chat`) and the demo shop page."""
+
+    allowed_origins: tuple[str, ...] = ()  # pages on these origins may embed the widget (its own origin always may)
+    rate_messages: int = 20  # messages a shopper may send per rate_window_s before being slowed down
+    rate_window_s: float = 60.0
+    max_frame_bytes: int = 16_384  # larger websocket frames are refused with a notice
+    max_context_bytes: int = 2_048  # shop-provided page context (cart, customer tier...) kept per message
+
+
+@dataclass(frozen=True)
 class MessageSettings:
     max_chars: int = 4_000
 
@@ -182,6 +193,8 @@ class SecretSettings:
     redis_password: Secret = field(default_factory=lambda: Secret(""))
     telegram_bot_token: Secret = field(default_factory=lambda: Secret(""))
     telegram_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    widget_session_secret: Secret = field(default_factory=lambda: Secret(""))
+    widget_identity_secret: Secret = field(default_factory=lambda: Secret(""))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SecretSettings:
@@ -190,6 +203,8 @@ class SecretSettings:
             redis_password=Secret(env.get("REDIS_PASSWORD", "")),
             telegram_bot_token=Secret(env.get("TELEGRAM_BOT_TOKEN", "")),
             telegram_webhook_secret=Secret(env.get("TELEGRAM_WEBHOOK_SECRET", "")),
+            widget_session_secret=Secret(env.get("WIDGET_SESSION_SECRET", "")),
+            widget_identity_secret=Secret(env.get("WIDGET_IDENTITY_SECRET", "")),
         )
 
 
@@ -205,6 +220,7 @@ class Settings:
     messages: MessageSettings = field(default_factory=MessageSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    widget: WidgetSettings = field(default_factory=WidgetSettings)
     secrets: SecretSettings = field(default_factory=SecretSettings)
 
     def with_root(self, root: Path) -> Settings:
@@ -376,6 +392,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "actions.timeout_s": (0.1, 600),
     "actions.server_port": (1, 65_535),
     "messages.max_chars": (1, 100_000),
+    "widget.rate_messages": (1, 10_000),
+    "widget.rate_window_s": (1.0, 86_400.0),
+    "widget.max_frame_bytes": (1_024, 1_000_000),
+    "widget.max_context_bytes": (0, 100_000),
     "telegram.workers": (0, 1_000),
     "telegram.lease_ms": (100, 3_600_000),
     "telegram.claim_idle_ms": (100, 86_400_000),
@@ -401,5 +421,8 @@ def _validate(settings: Settings) -> None:
     secret = settings.secrets.telegram_webhook_secret.reveal()
     if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):  # what Telegram accepts for secret_token
         raise SettingsError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    for origin in settings.widget.allowed_origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise SettingsError(f"'widget.allowed_origins' holds scheme://host[:port] values or '*', got {origin!r}")
     if settings.actions.endpoint and not settings.actions.endpoint.startswith(("http://", "https://")):
         raise SettingsError(f"'actions.endpoint' must be an http(s) URL, got {settings.actions.endpoint!r}")

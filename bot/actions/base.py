@@ -22,6 +22,7 @@ NEW_ADDRESS = "new_address"
 ITEM_CHANGE = "item_change"
 CONFIRMATION = "confirmation"
 SHIPPING_ADDRESS = "shipping_address"
+HANDOFF_REQUESTED = "handoff_requested"  # set by an action that decides a person should take over (its reason)
 
 SLOTS = (ORDER_ID, EMAIL, REQUESTED_SLOT, AWAITING_ACTION, VERIFIED_ORDERS, NEW_ADDRESS, ITEM_CHANGE)
 

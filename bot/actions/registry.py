@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import ActionExecutor, CollectingDispatcher
 
-from bot.actions.base import FaqAnswer, ShopAction, action_name
+from bot.actions.base import HANDOFF_REQUESTED, FaqAnswer, ShopAction, action_name
 from bot.actions.knowledge import ShopKnowledge
 from bot.actions.order_changes import CancelOrder, ChangeOrder, ChangeShippingAddress
 from bot.actions.orders import (
@@ -21,6 +23,7 @@ from bot.actions.orders import (
     TrackRefund,
 )
 from bot.actions.orders_store import OrderLookup
+from bot.handoff import TeamHours
 
 #: support intents answered from data/faq.yml alone
 FAQ_INTENTS = (
@@ -45,15 +48,24 @@ GENERATOR_INTENTS = frozenset({"product_question"})
 
 
 class ContactHumanAgent(ShopAction):
-    """Tells the shopper how to reach the team (the console issue turns this into a live handoff)."""
+    """Hands the conversation to the team: queued for an operator, with the wait or the next opening."""
+
+    def __init__(self, knowledge: ShopKnowledge, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        super().__init__(knowledge)
+        self.team = TeamHours.from_facts(knowledge.facts.get("team", {}))
+        self.clock = clock
 
     def name(self) -> str:
         return action_name("contact_human_agent")
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: dict[str, Any]) -> list[EventType]:
-        self.say(dispatcher, "human_contact")
-        return []
+        now = self.clock()
+        if self.team.is_open(now):
+            self.say(dispatcher, "handoff_queued", expected_wait_minutes=self.team.expected_wait_minutes)
+        else:
+            self.say(dispatcher, "handoff_after_hours", next_opening=self.team.describe_next_opening(now))
+        return [SlotSet(HANDOFF_REQUESTED, "the shopper asked for a person")]
 
 
 class Acknowledge(ShopAction):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from bot.app import Services
@@ -175,12 +175,6 @@ async def post_moderate(body: ModerationIn, request: Request) -> ModerationOut:
     verdict = safety.check_input(body.text) if body.direction == "input" else safety.check_output(body.text)
     return ModerationOut(action=verdict.action.value, categories=dict(verdict.categories),
                          text=verdict.text if verdict.action.value != "block" else "", reasons=list(verdict.reasons))
-
-
-@router.get("/", include_in_schema=False)
-async def home() -> RedirectResponse:
-    """The interactive API explorer, where the demo shop can be talked to from the browser."""
-    return RedirectResponse("/docs")
 
 
 @router.get("/healthz", tags=["ops"])

@@ -38,6 +38,10 @@ class StoreKeys:
     def lock(self, conversation_id: str) -> str:
         return self._key("lock", conversation_id)
 
+    def message_seen(self, conversation_id: str, message_id: str) -> str:
+        """Marks a client's message id as received (the conversation's hash tag, its own id after)."""
+        return f"{self._key('seen', conversation_id)}:{encode_id(message_id)}"
+
     def review(self) -> str:
         """The shared list of messages kept for NLU review."""
         return f"{self.prefix}:review"
