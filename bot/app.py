@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -20,14 +21,20 @@ from bot.actions.demo_orders import SqliteOrderStore, create_demo_store
 from bot.actions.knowledge import ShopKnowledge, money
 from bot.actions.registry import FAQ_INTENTS, build_executor
 from bot.actions.runner import ActionRunner, LocalActionRunner, RemoteActionRunner
+from bot.desk import HandoffDesk, shopper_topic
 from bot.engine import Engine, EngineConfig
+from bot.operators import LoginGuard, OperatorAccounts, OperatorSessions
 from bot.router import RoutingPolicy
 from bot.settings import Settings
 from bot.state import ConversationStore, FileReviewLog, MemoryStore, RedisReviewLog, RedisStore, ReviewLog
+from bot.state.bus import Bus, MemoryBus, RedisBus
+from bot.state.desk_index import DeskIndex, MemoryDeskIndex, RedisDeskIndex
+from bot.state.expiring import ExpiringValues, MemoryExpiringValues, RedisExpiringValues
 from bot.state.inbox import MemoryInbox, UpdateInbox
 from bot.state.keys import StoreKeys
 from bot.state.redis_inbox import RedisInbox
 from bot.state.seen import MemorySeenMessages, RedisSeenMessages, SeenMessages
+from bot.types import Conversation, Reply, ReplyKind
 from generation.safety import SafetyFilter, SafetyPolicy
 from generation.safety.classifier import HarmClassifier
 from generation.safety.pii import find as find_personal_data
@@ -36,6 +43,7 @@ from nlu.classifier import METADATA_FILE as CLASSIFIER_METADATA
 from nlu.classifier import IntentClassifier
 
 if TYPE_CHECKING:  # the generator's modules load torch; only open_writer imports them for real
+    from bot.channels.console import Console
     from bot.channels.telegram import TelegramChannel
     from bot.channels.telegram_delivery import TelegramWorker
     from generation.writer import GroundedWriter
@@ -85,6 +93,17 @@ def open_seen_messages(settings: Settings) -> SeenMessages:
         return RedisSeenMessages.from_url(settings.secrets.redis_url.reveal(), settings.state.key_prefix, ttl,
                                           password=settings.secrets.redis_password.reveal() or None)
     return MemorySeenMessages(ttl)
+
+
+def open_shared(settings: Settings) -> tuple[Bus, DeskIndex, ExpiringValues]:
+    """The live-update bus, the operators' inbox and short-lived values (sessions, login counters)."""
+    url, prefix = settings.secrets.redis_url.reveal(), settings.state.key_prefix
+    password = settings.secrets.redis_password.reveal() or None
+    if url:
+        ttl = settings.state.conversation_ttl_s
+        return (RedisBus.from_url(url, prefix, password), RedisDeskIndex.from_url(url, prefix, ttl, password),
+                RedisExpiringValues.from_url(url, prefix, password))
+    return MemoryBus(), MemoryDeskIndex(), MemoryExpiringValues()
 
 
 def open_review_log(settings: Settings) -> FileReviewLog | RedisReviewLog:
@@ -176,6 +195,8 @@ class Services:
     classifier: IntentClassifier
     safety: SafetyFilter
     seen_messages: SeenMessages  # client message ids already answered (the widget resends after a drop)
+    desk: HandoffDesk  # conversations handed to people, operator actions, live updates
+    console: Console
     writer: GroundedWriter | None = None  # None until `shopbot train generator` has run
     telegram: TelegramService | None = None  # None unless TELEGRAM_BOT_TOKEN is set
 
@@ -196,6 +217,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(store.aclose)
         seen = open_seen_messages(settings)
         stack.push_async_callback(seen.aclose)
+        bus, desk_index, values = open_shared(settings)
+        for closing in (bus, desk_index, values):
+            stack.push_async_callback(closing.aclose)
         review: ReviewLog = open_review_log(settings)
         if isinstance(review, RedisReviewLog):
             stack.push_async_callback(review.aclose)
@@ -216,10 +240,28 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             max_message_chars=settings.messages.max_chars,
             max_reply_chars=settings.messages.max_chars,
             max_blocks=settings.safety.max_blocks,
+            fallbacks_before_handoff=settings.console.fallbacks_before_handoff,
         )
         safety = open_safety(settings, knowledge)
-        engine = Engine(store, batcher, runner, knowledge, config, review, writer, safety)
-        yield Services(settings, engine, classifier, safety, seen, writer)
+        desk = HandoffDesk(store, desk_index, bus, safety, knowledge.answer("handback"), writer,
+                           settings.state.history_limit)
+        desk.deliver_with("webchat", functools.partial(deliver_to_widget, bus))
+        engine = Engine(store, batcher, runner, knowledge, config, review, writer, safety, observer=desk)
+        yield Services(settings, engine, classifier, safety, seen, desk, open_console(settings, values), writer)
+
+
+def open_console(settings: Settings, values: ExpiringValues) -> Console:
+    from bot.channels.console import Console
+
+    return Console(settings, OperatorAccounts(settings.console.operators_file),
+                   OperatorSessions(values, settings.console.session_ttl_s), LoginGuard(values))
+
+
+async def deliver_to_widget(bus: Bus, conversation: Conversation, reply: Reply) -> None:
+    """An operator's message to the shopper's open widget, wherever its socket is held."""
+    await bus.publish(shopper_topic(conversation.id), {
+        "type": "reply", "reply_id": reply.id, "text": reply.text, "buttons": [], "kind": reply.kind.value,
+        "route": "operator" if reply.kind is ReplyKind.HANDOFF else reply.kind.value})
 
 
 @asynccontextmanager
@@ -241,6 +283,7 @@ async def open_telegram(settings: Settings, services: Services,
     application = build_application(token, t)
     channel = TelegramChannel(application, services.engine, services.engine.knowledge, t)
     channel.install()
+    services.desk.deliver_with("telegram", channel.deliver)
     inbox = open_inbox(settings, "telegram")
     count = t.workers if workers is None else workers
     worker = TelegramWorker(channel, inbox, count, t.lease_ms)
@@ -266,7 +309,7 @@ def _report_stopped(task: asyncio.Task[None]) -> None:
 
 def build_app(settings: Settings) -> FastAPI:
     """The ShopBot web app: REST API, the chat widget and demo shop, the Telegram webhook."""
-    from bot.channels import rest, webchat  # channels depend on the engine, never the other way round
+    from bot.channels import console, rest, webchat  # channels depend on the engine, never the other way round
     from bot.channels.telegram_delivery import webhook_router
 
     @asynccontextmanager
@@ -281,5 +324,6 @@ def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title=f"ShopBot ({settings.shop.name})", version="0.1.0", lifespan=lifespan)
     rest.install(app, settings)
     webchat.install(app, settings)
+    console.install(app)
     app.include_router(webhook_router(telegram_inbox))
     return app

@@ -77,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     hook.add_argument("--drop-pending", action="store_true", help="forget updates Telegram still holds")
     tg_commands.add_parser("delete-webhook", help="stop Telegram posting updates (before polling)")
 
+    ops = commands.add_parser("operators", help="accounts of the people who answer in the console")
+    ops_commands = ops.add_subparsers(dest="operators_command", required=True)
+    add = ops_commands.add_parser("add", help="create an operator (or set a new password); asks for the password")
+    add.add_argument("username")
+    add.add_argument("--display-name", help="the name shoppers and colleagues see (default: the username)")
+    remove = ops_commands.add_parser("remove", help="delete an operator")
+    remove.add_argument("username")
+    ops_commands.add_parser("list", help="list the operators")
+
     commands.add_parser("config", help="print the effective settings (secrets hidden)")
     return parser
 
@@ -90,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"shopbot: configuration error: {exc}", file=sys.stderr)
         return 2
-    from bot import commands, telegram_commands  # heavy imports (torch) only once the settings are valid
+    from bot import commands, operator_commands, telegram_commands  # heavy imports only once settings are valid
 
     handlers = {
         "serve": commands.serve, "chat": commands.chat, "train": commands.train,
         "evaluate": commands.evaluate, "actions": commands.actions, "orders": commands.orders,
         "config": _print_config, "nlu": commands.nlu_review, "generate": commands.generate,
-        "telegram": telegram_commands.telegram,
+        "telegram": telegram_commands.telegram, "operators": operator_commands.operators,
     }
     try:
         return handlers[args.command](settings, args)

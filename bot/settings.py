@@ -181,6 +181,16 @@ class WidgetSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The operator console and handing conversations to people."""
+
+    operators_file: Path = Path("var/operators.json")  # accounts made with `shopbot operators add`
+    session_ttl_s: int = 12 * 3600  # an operator stays logged in this long
+    canned: Path = Path("data/canned.yml")  # canned responses, inserted with "/" in the reply box
+    fallbacks_before_handoff: int = 3  # messages in a row the bot could not answer before a person takes over
+
+
+@dataclass(frozen=True)
 class MessageSettings:
     max_chars: int = 4_000
 
@@ -221,6 +231,7 @@ class Settings:
     safety: SafetySettings = field(default_factory=SafetySettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     widget: WidgetSettings = field(default_factory=WidgetSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     secrets: SecretSettings = field(default_factory=SecretSettings)
 
     def with_root(self, root: Path) -> Settings:
@@ -233,7 +244,10 @@ class Settings:
         safety = dataclasses.replace(self.safety, model_dir=_resolve(self.safety.model_dir, root),
                                      data=_resolve(self.safety.data, root),
                                      davidson=_resolve(self.safety.davidson, root))
-        return dataclasses.replace(self, data=DataSettings(**data), nlu=nlu, generation=generation, safety=safety)
+        console = dataclasses.replace(self.console, operators_file=_resolve(self.console.operators_file, root),
+                                      canned=_resolve(self.console.canned, root))
+        return dataclasses.replace(self, data=DataSettings(**data), nlu=nlu, generation=generation, safety=safety,
+                                   console=console)
 
 
 def _resolve(path: Path, root: Path) -> Path:
@@ -392,6 +406,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "actions.timeout_s": (0.1, 600),
     "actions.server_port": (1, 65_535),
     "messages.max_chars": (1, 100_000),
+    "console.session_ttl_s": (60, 30 * 86_400),
+    "console.fallbacks_before_handoff": (1, 100),
     "widget.rate_messages": (1, 10_000),
     "widget.rate_window_s": (1.0, 86_400.0),
     "widget.max_frame_bytes": (1_024, 1_000_000),

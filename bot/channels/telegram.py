@@ -23,7 +23,7 @@ from bot.channels.telegram_send import RetryLater, TelegramSender
 from bot.engine import Engine, InputRejected
 from bot.settings import TelegramSettings
 from bot.state import ConversationBusy, StoreUnavailable
-from bot.types import InboundMessage, Reply
+from bot.types import Conversation, InboundMessage, Reply
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,14 @@ class TelegramChannel:
 
     async def _start(self, update: Update, context: Context) -> None:
         await self._converse(update, "/greet", addressed=True)
+
+    async def deliver(self, conversation: Conversation, reply: Reply) -> None:
+        """An operator's message to the shopper's Telegram chat."""
+        chat_id = chat_id_of(conversation.id)
+        if chat_id is None:
+            raise ValueError(f"{conversation.id} is not a Telegram conversation")
+        await self.application.initialize()  # a no-op once done; a web process with no workers has not
+        await self.sender.send_replies(chat_id, [reply])
 
     # Commands: python-telegram-bot already ignores those addressed to another bot in a group.
     async def _help(self, update: Update, context: Context) -> None:

@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 
 from bot.channels.webchat_session import open_session, sign_session, verified_customer
+from bot.desk import HandoffDesk, shopper_topic
 from bot.engine import Engine, InputRejected
 from bot.settings import Settings
 from bot.state.seen import SeenMessages
@@ -62,13 +64,14 @@ class WebChat:
         allowed = self.widget.allowed_origins
         return "*" in allowed or origin in allowed or (host is not None and urlsplit(origin).netloc == host)
 
-    async def serve(self, socket: WebSocket, engine: Engine, seen: SeenMessages) -> None:
-        """One shopper session, from the hello to the socket closing."""
+    async def serve(self, socket: WebSocket, engine: Engine, seen: SeenMessages, desk: HandoffDesk) -> None:
+        """One shopper session, from the hello to the socket closing; operators' messages arrive live."""
         if not self.origin_allowed(socket.headers.get("origin"), socket.headers.get("host")):
             log.warning("webchat: refused a connection from origin %s", socket.headers.get("origin"))
             await socket.close(code=POLICY_VIOLATION)
             return
         await socket.accept()
+        socket.state.send_lock = asyncio.Lock()  # replies and operator messages are sent from two tasks
         try:
             hello = await asyncio.wait_for(self._receive(socket), timeout=HELLO_TIMEOUT_S)
             if hello is None or hello.get("type") != "hello":
@@ -76,10 +79,17 @@ class WebChat:
                 await socket.close(code=POLICY_VIOLATION)
                 return
             session = await self._start(socket, engine, hello)
-            while True:
-                frame = await self._receive(socket)
-                if frame is not None:
-                    await self._dispatch(socket, engine, seen, session, frame)
+            async with desk.bus.subscribe(shopper_topic(session.conversation_id)) as frames:
+                forward = asyncio.create_task(_forward(socket, frames))
+                try:
+                    while True:
+                        frame = await self._receive(socket)
+                        if frame is not None:
+                            await self._dispatch(socket, engine, desk, seen, session, frame)
+                finally:
+                    forward.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await forward
         except (WebSocketDisconnect, TimeoutError):
             return
 
@@ -116,8 +126,8 @@ class WebChat:
             metadata["customer_id"] = customer
         return metadata
 
-    async def _dispatch(self, socket: WebSocket, engine: Engine, seen: SeenMessages, session: _Session,
-                        frame: dict[str, Any]) -> None:
+    async def _dispatch(self, socket: WebSocket, engine: Engine, desk: HandoffDesk, seen: SeenMessages,
+                        session: _Session, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "message":
             await self._message(socket, engine, seen, session, frame)
@@ -127,7 +137,9 @@ class WebChat:
                 await _send(socket, type="error", text="feedback needs a reply_id and a value of up or down")
             elif not await engine.feedback(session.conversation_id, reply_id, str(value)):
                 await _send(socket, type="error", text="there is no such reply in this conversation")
-        elif kind != "typing":  # the shopper's typing reaches operators once a person has taken over
+        elif kind == "typing":  # operators see it while the conversation waits for or belongs to them
+            await desk.shopper_typing(session.conversation_id)
+        else:
             await _send(socket, type="error", text=f"unknown frame type {kind!r}")
 
     async def _message(self, socket: WebSocket, engine: Engine, seen: SeenMessages, session: _Session,
@@ -216,7 +228,14 @@ def _history(conversation: Conversation | None) -> list[dict[str, Any]]:
 
 
 async def _send(socket: WebSocket, **frame: Any) -> None:
-    await socket.send_text(json.dumps(frame, ensure_ascii=False))
+    async with socket.state.send_lock:
+        await socket.send_text(json.dumps(frame, ensure_ascii=False))
+
+
+async def _forward(socket: WebSocket, frames: Any) -> None:
+    """Operators' replies and typing, published for this conversation, to the shopper's widget."""
+    async for frame in frames:
+        await _send(socket, **frame)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
@@ -242,7 +261,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     @router.websocket("/ws/chat")
     async def chat_socket(socket: WebSocket) -> None:
         services = socket.state.services
-        await chat.serve(socket, services.engine, services.seen_messages)
+        await chat.serve(socket, services.engine, services.seen_messages, services.desk)
 
     app.include_router(router)
     if settings.widget.allowed_origins:
