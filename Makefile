@@ -1,4 +1,5 @@
-# ShopBot: `make run` serves the demo shop, `make test` runs every test. Both set everything up.
+# ShopBot: `make run` serves the demo shop, `make test` runs every test. Both set everything up
+# (`make test` also starts redis-server and installs Debian's Chromium for the browser tests when missing).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,9 +8,9 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: run test install train serve lint redis clean
+.PHONY: run test install train serve demo-operator lint redis chromium screenshots clean
 
-run: install train serve
+run: install train demo-operator serve
 
 install: $(STAMP)
 
@@ -28,11 +29,22 @@ train: install
 serve: install
 	$(VENV)/bin/shopbot serve
 
+# The demo shop's operator account, made once (change the password with `shopbot operators add demo`).
+demo-operator: install
+	@test -f var/operators.json || echo "juniper-demo-password" | \
+		$(VENV)/bin/shopbot operators add demo --display-name "Demo operator"
+
 redis:
 	@.ci/ensure-redis
 
-test: install redis
+chromium:
+	@.ci/ensure-chromium
+
+test: install redis chromium
 	$(PY) -m pytest
+
+screenshots: install redis chromium  # refresh docs/*.png from the browser tests
+	SHOPBOT_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser -q
 
 lint: install
 	$(VENV)/bin/ruff check bot nlu generation tests bench

@@ -135,7 +135,8 @@ class Engine:
             reason = handoff_reason({**slots, **checked.slots}, [*events, *checked.events]) or fallbacks
             slots = {**slots, **checked.slots, HANDOFF_REQUESTED: None}
             now = time.time()
-            stored = redact(text)  # personal data never reaches the store or the logs
+            shown = message.display.strip() if message.display.strip() and text.startswith("/") else text
+            stored = redact(shown)  # personal data never reaches the store or the logs
             turns = [Turn("user", stored, now, parse.intent.name, parse.intent.confidence, decision.kind.value)]
             turns += [Turn("bot", r.text, now, route=decision.kind.value, id=r.id) for r in replies]
             conversation = conversation.with_slots(slots).with_turns(turns, self.config.history_limit)
@@ -143,7 +144,7 @@ class Engine:
                 Event("user", now, {"text": stored, "channel": message.channel,
                                     **({"metadata": dict(message.metadata)} if message.metadata else {})}),
                 *([_verdict_event("input", guard)] if guard.flagged else []),
-                Event("parse", now, _stored_parse(parse, stored)),
+                Event("parse", now, _stored_parse(parse, stored if shown is text else redact(text))),
                 Event("route", now, {"kind": decision.kind.value, "action": decision.action,
                                      "reason": decision.reason}),
                 *events,

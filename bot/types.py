@@ -18,6 +18,7 @@ class InboundMessage:
     text: str
     user_id: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    display: str = ""  # what the transcript shows when `text` is a button payload: the button's title
 
 
 @dataclass(frozen=True)

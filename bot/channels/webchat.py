@@ -157,8 +157,9 @@ class WebChat:
         async def draft(reply_id: str, so_far: str) -> None:
             await _send(socket, type="draft", reply_id=reply_id, text=so_far)
 
+        display = frame.get("display")
         inbound = InboundMessage(CHANNEL, session.conversation_id, text, user_id=session.customer,
-                                 metadata=session.metadata)
+                                 metadata=session.metadata, display=display[:200] if isinstance(display, str) else "")
         await _send(socket, type="typing", on=True, who="bot")
         try:
             replies = await engine.handle(inbound, on_draft=draft)

@@ -193,3 +193,15 @@ def test_the_widget_script_and_the_demo_shop_are_served(client: TestClient) -> N
     assert len(script.content) < 30_000, "the widget stays small"
     page = client.get("/")
     assert page.status_code == 200 and '<script src="/widget.js"' in page.text
+
+
+def test_a_button_press_is_kept_in_the_transcript_under_its_title(client: TestClient) -> None:
+    with widget(client) as socket:
+        shopper = Widget(socket)
+        session = shopper.hello()
+        socket.send_json({"type": "message", "id": "b-1", "text": "/track_order", "display": "Where is my order?"})
+        assert shopper.next("ack")["id"] == "b-1"
+        assert "order number" in shopper.next("reply")["text"]
+    with widget(client) as socket:
+        history = Widget(socket).hello(session["token"])["history"]
+    assert history[0]["role"] == "user" and history[0]["text"] == "Where is my order?"

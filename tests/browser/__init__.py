@@ -1,0 +1,1 @@
+"""The widget and the console in a real browser (Debian Chromium driven by Playwright)."""
