@@ -241,6 +241,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             max_reply_chars=settings.messages.max_chars,
             max_blocks=settings.safety.max_blocks,
             fallbacks_before_handoff=settings.console.fallbacks_before_handoff,
+            unhappy_before_handoff=settings.console.unhappy_before_handoff,
         )
         safety = open_safety(settings, knowledge)
         desk = HandoffDesk(store, desk_index, bus, safety, knowledge.answer("handback"), writer,

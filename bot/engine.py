@@ -15,6 +15,7 @@ from bot.actions.knowledge import ShopKnowledge
 from bot.actions.registry import CONVERSATION_INTENTS, SUPPORT_INTENTS
 from bot.actions.runner import ActionFailed, ActionResult, ActionRunner
 from bot.handoff import summarize
+from bot.mood import is_negative
 from bot.payloads import parse_payload
 from bot.router import Route, RouteKind, RoutingPolicy, route, route_name
 from bot.state import ConversationStore, Event, ReviewItem, ReviewLog
@@ -61,6 +62,7 @@ class EngineConfig:
     max_reply_chars: int = 4_000
     max_blocks: int = 2  # blocked replies in one conversation before it is handed to a person
     fallbacks_before_handoff: int = 3  # messages in a row the bot could not answer before a person takes over
+    unhappy_before_handoff: int = 3  # clearly unhappy messages in a row before a person takes over
 
 
 class Engine:
@@ -129,7 +131,7 @@ class Engine:
                 await self._keep_for_review(text, parse, decision, message.channel)
                 drafts = None if on_draft is None else self._checked_drafts(on_draft, first_id, known)
                 replies, slots, events = await self._respond(decision, conversation, parse, message.channel, drafts)
-            replies, slots, fallbacks = self._count_fallbacks(conversation, decision, replies, slots)
+            replies, slots, fallbacks = self._count_fallbacks(conversation, decision, replies, slots, text)
             replies, checked = self._check(replies, known, int(conversation.slots.get(BLOCKED_REPLIES) or 0))
             replies = [dataclasses.replace(r, id=first_id if i == 0 else new_reply_id()) for i, r in enumerate(replies)]
             reason = handoff_reason({**slots, **checked.slots}, [*events, *checked.events]) or fallbacks
@@ -178,8 +180,9 @@ class Engine:
             log.exception("conversation %s: could not notify the operators", conversation.id)
 
     def _count_fallbacks(self, conversation: Conversation, decision: Route, replies: list[Reply],
-                         slots: dict[str, object]) -> tuple[list[Reply], dict[str, object], str | None]:
-        """Repeated fallbacks end in a handoff; while a person is awaited, one notice says the message got through."""
+                         slots: dict[str, object], text: str) -> tuple[list[Reply], dict[str, object], str | None]:
+        """Repeated fallbacks or unhappy messages end in a handoff; while a person is awaited, one
+        notice says the message got through."""
         if conversation.mode is Mode.PENDING_HUMAN:
             if conversation.slots.get(QUEUE_NOTICE_SENT):
                 return replies, slots, None
@@ -188,11 +191,17 @@ class Engine:
         if conversation.mode is Mode.HUMAN:
             return replies, slots, None
         failed = decision.kind is RouteKind.FALLBACK or any(r.kind is ReplyKind.FALLBACK for r in replies)
-        count = int(conversation.slots.get(FALLBACKS_IN_A_ROW) or 0) + 1 if failed else 0
-        if count < self.config.fallbacks_before_handoff:
-            return replies, {**slots, FALLBACKS_IN_A_ROW: count or None}, None
-        notice = Reply(self.knowledge.answer("handoff_fallbacks"), kind=ReplyKind.HANDOFF)
-        return [notice], {**slots, FALLBACKS_IN_A_ROW: None}, f"{count} messages in a row the bot could not answer"
+        fallbacks = int(conversation.slots.get(FALLBACKS_IN_A_ROW) or 0) + 1 if failed else 0
+        unhappy = int(conversation.slots.get(UNHAPPY_IN_A_ROW) or 0) + 1 if is_negative(text) else 0
+        counted = {**slots, FALLBACKS_IN_A_ROW: fallbacks or None, UNHAPPY_IN_A_ROW: unhappy or None}
+        if fallbacks >= self.config.fallbacks_before_handoff:
+            key, reason = "handoff_fallbacks", f"{fallbacks} messages in a row the bot could not answer"
+        elif unhappy >= self.config.unhappy_before_handoff:
+            key, reason = "handoff_upset", f"the shopper seems upset ({unhappy} unhappy messages in a row)"
+        else:
+            return replies, counted, None
+        notice = Reply(self.knowledge.answer(key), kind=ReplyKind.HANDOFF)
+        return [notice], {**counted, FALLBACKS_IN_A_ROW: None, UNHAPPY_IN_A_ROW: None}, reason
 
     async def feedback(self, conversation_id: str, reply_id: str, value: str) -> bool:
         """Keep a shopper's thumbs up or down on one reply, with the route that produced it.
@@ -339,6 +348,7 @@ class _Checked:
 
 BLOCKED_REPLIES = "safety_blocked_replies"  # an internal slot: how many replies the filter blocked
 FALLBACKS_IN_A_ROW = "fallbacks_in_a_row"  # an internal slot: messages in a row the bot could not answer
+UNHAPPY_IN_A_ROW = "unhappy_in_a_row"  # an internal slot: clearly unhappy messages in a row
 QUEUE_NOTICE_SENT = "queue_notice_sent"  # an internal slot: the shopper was told their message reached the team
 
 

@@ -14,7 +14,7 @@ from bot.types import Conversation
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Slots the bot keeps for itself: an operator needs the shopper's data, not the dialogue's bookkeeping.
 INTERNAL_SLOTS = frozenset({"requested_slot", "awaiting_action", "safety_blocked_replies", "fallbacks_in_a_row",
-                            "handoff_requested", "queue_notice_sent"})
+                            "handoff_requested", "queue_notice_sent", "unhappy_in_a_row"})
 
 
 @dataclass(frozen=True)

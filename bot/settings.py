@@ -188,6 +188,7 @@ class ConsoleSettings:
     session_ttl_s: int = 12 * 3600  # an operator stays logged in this long
     canned: Path = Path("data/canned.yml")  # canned responses, inserted with "/" in the reply box
     fallbacks_before_handoff: int = 3  # messages in a row the bot could not answer before a person takes over
+    unhappy_before_handoff: int = 3  # clearly unhappy messages in a row before a person takes over
 
 
 @dataclass(frozen=True)
@@ -408,6 +409,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "messages.max_chars": (1, 100_000),
     "console.session_ttl_s": (60, 30 * 86_400),
     "console.fallbacks_before_handoff": (1, 100),
+    "console.unhappy_before_handoff": (1, 100),
     "widget.rate_messages": (1, 10_000),
     "widget.rate_window_s": (1.0, 86_400.0),
     "widget.max_frame_bytes": (1_024, 1_000_000),

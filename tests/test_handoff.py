@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from bot.app import build_app, load_knowledge
 from bot.handoff import TeamHours
+from bot.mood import is_negative
 from bot.settings import Settings
 from bot.state.keys import StoreKeys
 from tests.conftest import redis_url
@@ -66,3 +67,27 @@ def test_the_team_s_hours_decide_what_the_shopper_is_told(settings: Settings) ->
     assert team.describe_next_opening(saturday_night) == "on Monday at 08:00 (CET)"
     assert team.is_open(datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
     assert team.describe_next_opening(datetime(2026, 12, 2, 5, 0, tzinfo=UTC)) == "today at 08:00 (CET)"
+
+
+def test_three_unhappy_messages_in_a_row_hand_the_conversation_over(client: TestClient, settings: Settings) -> None:
+    shopper = Shopper(client)
+    shopper.hears("this is ridiculous, where is my order 10023?")
+    shopper.hears("the delivery is a joke, terrible service")
+    last = shopper.says("I'm fed up, this is the worst shop ever")
+    assert "frustrating" in last[-1]["text"]
+    assert client.get(f"/api/v1/conversations/{shopper.conversation_id}").json()["mode"] == "pending_human"
+    queued = [e["data"] for e in events(settings, shopper.conversation_id) if e["kind"] == "queued"]
+    assert queued[0]["reason"].startswith("the shopper seems upset")
+
+
+@pytest.mark.parametrize(("text", "negative"), [
+    ("this is ridiculous, worst service ever", True),
+    ("not helpful at all", True),
+    ("WHERE IS MY PARCEL!!! this is a joke", True),
+    ("where is my order 10023?", False),
+    ("thanks, that was helpful", False),
+    ("the jacket is not bad at all", False),
+    ("do you sell the Killer Heels in size 38?", False),
+])
+def test_what_counts_as_an_unhappy_message(text: str, negative: bool) -> None:
+    assert is_negative(text) is negative
