@@ -139,7 +139,8 @@ class Engine:
             now = time.time()
             shown = message.display.strip() if message.display.strip() and text.startswith("/") else text
             stored = redact(shown)  # personal data never reaches the store or the logs
-            turns = [Turn("user", stored, now, parse.intent.name, parse.intent.confidence, decision.kind.value)]
+            turns = [Turn("user", stored, now, parse.intent.name, parse.intent.confidence, decision.kind.value,
+                          id=message.message_id or None)]
             turns += [Turn("bot", r.text, now, route=decision.kind.value, id=r.id) for r in replies]
             conversation = conversation.with_slots(slots).with_turns(turns, self.config.history_limit)
             events = [
@@ -327,7 +328,7 @@ class Engine:
                 continue
             blocked += 1
             if blocked >= self.config.max_blocks:
-                replacement = Reply(self.knowledge.answer("human_contact"), kind=ReplyKind.FALLBACK)
+                replacement = Reply(self.knowledge.answer("handoff_blocked"), kind=ReplyKind.HANDOFF)
                 events.append(Event("handoff", time.time(),
                                     {"reason": f"{blocked} replies blocked by the safety filter"}))
             else:

@@ -19,6 +19,7 @@ class InboundMessage:
     user_id: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
     display: str = ""  # what the transcript shows when `text` is a button payload: the button's title
+    message_id: str = ""  # the channel's id for this message (kept in the transcript: a client sees it arrived)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class WebChat:
         self._session_secret = session_secret
         self._identity_secret = settings.secrets.widget_identity_secret.reveal().encode()
         self._buckets: dict[str, _Bucket] = {}
+        self._answering: set[asyncio.Task[None]] = set()  # answers that outlive their socket
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """Its own origin, a configured one, or no Origin at all (not a browser: CORS is a browser matter)."""
@@ -78,8 +79,10 @@ class WebChat:
                 await _send(socket, type="error", text="a session starts with a hello")
                 await socket.close(code=POLICY_VIOLATION)
                 return
-            session = await self._start(socket, engine, hello)
-            async with desk.bus.subscribe(shopper_topic(session.conversation_id)) as frames:
+            conversation_id = self._conversation_id(hello)
+            # Listen before reading the history: a reply stored after the read is then heard live.
+            async with desk.bus.subscribe(shopper_topic(conversation_id)) as frames:
+                session = await self._start(socket, engine, hello, conversation_id)
                 forward = asyncio.create_task(_forward(socket, frames))
                 try:
                     while True:
@@ -93,12 +96,13 @@ class WebChat:
         except (WebSocketDisconnect, TimeoutError):
             return
 
-    async def _start(self, socket: WebSocket, engine: Engine, hello: dict[str, Any]) -> _Session:
-        max_age = self.settings.state.conversation_ttl_s
-        conversation_id = open_session(self._session_secret, hello.get("token"), max_age)
-        conversation = await engine.store.load(conversation_id) if conversation_id else None
-        if conversation_id is None:
-            conversation_id = f"{CHANNEL}:{uuid.uuid4().hex}"
+    def _conversation_id(self, hello: dict[str, Any]) -> str:
+        """The conversation of a valid session token, or a new one."""
+        found = open_session(self._session_secret, hello.get("token"), self.settings.state.conversation_ttl_s)
+        return found or f"{CHANNEL}:{uuid.uuid4().hex}"
+
+    async def _start(self, socket: WebSocket, engine: Engine, hello: dict[str, Any], conversation_id: str) -> _Session:
+        conversation = await engine.store.load(conversation_id)
         customer = verified_customer(self._identity_secret, hello.get("customer"))
         identity = "verified" if customer else "unverified" if hello.get("customer") else "none"
         metadata = self._metadata(hello, customer)
@@ -130,7 +134,13 @@ class WebChat:
                         session: _Session, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "message":
-            await self._message(socket, engine, seen, session, frame)
+            # Shielded: a socket that drops mid-answer must not cancel the answer. The message is
+            # already marked as received, so a resend on the next socket would not answer it again;
+            # its replies reach that socket through the bus (or its history).
+            answering = asyncio.create_task(self._message(socket, engine, desk, seen, session, frame))
+            self._answering.add(answering)
+            answering.add_done_callback(self._answering.discard)
+            await asyncio.shield(answering)
         elif kind == "feedback":
             reply_id, value = frame.get("reply_id"), frame.get("value")
             if not isinstance(reply_id, str) or value not in ("up", "down"):
@@ -142,40 +152,44 @@ class WebChat:
         else:
             await _send(socket, type="error", text=f"unknown frame type {kind!r}")
 
-    async def _message(self, socket: WebSocket, engine: Engine, seen: SeenMessages, session: _Session,
-                       frame: dict[str, Any]) -> None:
+    async def _message(self, socket: WebSocket, engine: Engine, desk: HandoffDesk, seen: SeenMessages,
+                       session: _Session, frame: dict[str, Any]) -> None:
+        """Answer one message. Typing, drafts and replies go out on the conversation's bus topic, so
+        every open socket of the conversation gets them, also one that reconnected meanwhile."""
         message_id, text = frame.get("id"), frame.get("text")
         if not isinstance(message_id, str) or not 0 < len(message_id) <= 64 or not isinstance(text, str):
-            await _send(socket, type="error", text="a message needs an id (up to 64 characters) and a text")
+            await _try_send(socket, type="error", text="a message needs an id (up to 64 characters) and a text")
             return
         if not await seen.first_time(session.conversation_id, message_id):
-            await _send(socket, type="ack", id=message_id, duplicate=True)  # answered before the connection dropped
+            await _try_send(socket, type="ack", id=message_id, duplicate=True)  # already answered (or being answered)
             return
-        await _send(socket, type="ack", id=message_id)
+        await _try_send(socket, type="ack", id=message_id)
         await self._slow_down(socket, session.conversation_id)
+        topic = shopper_topic(session.conversation_id)
 
         async def draft(reply_id: str, so_far: str) -> None:
-            await _send(socket, type="draft", reply_id=reply_id, text=so_far)
+            await desk.bus.publish(topic, {"type": "draft", "reply_id": reply_id, "text": so_far})
 
         display = frame.get("display")
         inbound = InboundMessage(CHANNEL, session.conversation_id, text, user_id=session.customer,
-                                 metadata=session.metadata, display=display[:200] if isinstance(display, str) else "")
-        await _send(socket, type="typing", on=True, who="bot")
+                                 metadata=session.metadata, display=display[:200] if isinstance(display, str) else "",
+                                 message_id=message_id)
+        await desk.bus.publish(topic, {"type": "typing", "on": True, "who": "bot"})
         try:
             replies = await engine.handle(inbound, on_draft=draft)
         except InputRejected as exc:
-            await _send(socket, type="notice", level="warning", text=exc.reply)
+            await _try_send(socket, type="notice", level="warning", text=exc.reply)
             replies = []
         except Exception:  # store down, conversation busy in another tab, a bug: the session goes on
             log.exception("webchat %s: could not answer", session.conversation_id)
-            await _send(socket, type="notice", level="warning",
+            await _try_send(socket, type="notice", level="warning",
                         text="Sorry, I couldn't process that just now. Please send it again in a moment.")
             replies = []
         for reply in replies:
-            shown = reply.to_json()
-            await _send(socket, type="reply", reply_id=reply.id, text=reply.text, kind=reply.kind.value,
-                        route=reply.kind.value, buttons=shown["buttons"])
-        await _send(socket, type="typing", on=False, who="bot")
+            await desk.bus.publish(topic, {"type": "reply", "reply_id": reply.id, "text": reply.text,
+                                           "kind": reply.kind.value, "route": reply.kind.value,
+                                           "buttons": reply.to_json()["buttons"]})
+        await desk.bus.publish(topic, {"type": "typing", "on": False, "who": "bot"})
 
     async def _slow_down(self, socket: WebSocket, conversation_id: str) -> None:
         """Hold a message until the session may send again (nothing is dropped), saying so once."""
@@ -186,7 +200,7 @@ class WebChat:
         bucket.updated = now
         if bucket.tokens < 1:
             wait = (1 - bucket.tokens) / rate
-            await _send(socket, type="notice", level="info",
+            await _try_send(socket, type="notice", level="info",
                         text=f"You're sending messages very quickly: I'll answer this one in {wait:.0f} s.")
             await asyncio.sleep(wait)
             bucket.tokens, bucket.updated = 1.0, time.monotonic()
@@ -231,6 +245,14 @@ def _history(conversation: Conversation | None) -> list[dict[str, Any]]:
 async def _send(socket: WebSocket, **frame: Any) -> None:
     async with socket.state.send_lock:
         await socket.send_text(json.dumps(frame, ensure_ascii=False))
+
+
+async def _try_send(socket: WebSocket, **frame: Any) -> None:
+    """For an answer that goes on after its socket closed: what only that socket would see is dropped."""
+    try:
+        await _send(socket, **frame)
+    except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+        log.debug("webchat: a frame for a closed socket was dropped: %s", exc)
 
 
 async def _forward(socket: WebSocket, frames: Any) -> None:

@@ -64,6 +64,25 @@ def test_ask_about_an_order_reload_and_find_the_conversation_again(context: Brow
     assert dialogs == []
 
 
+def test_messages_typed_offline_are_sent_once_in_order(context: BrowserContext, server: str) -> None:
+    page = context.new_page()
+    open_widget(page, server)
+    send(page, "hello")
+    expect(page.locator(".msg.bot:not(.greeting)")).to_have_count(1, timeout=20_000)
+    context.set_offline(True)
+    send(page, "where is my order 10023?")
+    send(page, "thank you")
+    expect(page.locator(".msg.user.pending")).to_have_count(2)
+    context.set_offline(False)
+    expect(page.locator(".msg.bot:not(.greeting)")).to_have_count(3, timeout=30_000)
+    answers = bot_messages(page)
+    assert "JJD0001234567" in answers[1] and "welcome" in answers[2].lower(), "answered in the order typed"
+    page.reload()
+    page.get_by_role("button", name="Open chat").click()
+    expect(page.locator(".msg.bot:not(.greeting)")).to_have_count(3, timeout=10_000)
+    assert page.locator(".msg.user .bubble").all_inner_texts() == ["hello", "where is my order 10023?", "thank you"]
+
+
 def test_hostile_text_is_shown_as_text_and_no_script_runs(context: BrowserContext, server: str) -> None:
     page = context.new_page()
     dialogs: list[str] = []

@@ -89,7 +89,7 @@ def test_buttons_are_inline_keyboards_and_a_press_is_answered(webhook: TestClien
     assert "/contact_human_agent" in payloads
     post(webhook, updates.callback(chat, "/contact_human_agent", message_id=offer.message_id))
     person = tg.wait_for_messages(chat, 2)[1].text
-    assert "customer service team" in person
+    assert "reply right here" in person
     assert len(tg.calls("answerCallbackQuery")) == 1, "the button's spinner was stopped"
 
 
@@ -104,7 +104,7 @@ def test_commands(webhook: TestClient, tg: FakeTelegram, updates: UpdateFactory)
     assert "fresh conversation" in tg.wait_for_messages(chat, 3)[2].text
     assert webhook.get(f"/api/v1/conversations/telegram:{chat}").status_code == 404, "forgotten"
     post(webhook, updates.text(chat, "/human"))
-    assert "customer service team" in tg.wait_for_messages(chat, 4)[3].text
+    assert "reply right here" in tg.wait_for_messages(chat, 4)[3].text
 
 
 def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_processed(

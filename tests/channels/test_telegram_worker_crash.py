@@ -50,7 +50,7 @@ def test_an_update_whose_worker_was_killed_is_answered_once_after_the_restart(
     env = worker_env(tmp_path, intent_model_dir, tg, redis_prefix)
     log = tmp_path / "workers.log"
     with TestClient(build_app(settings)) as webhook:  # this process only accepts updates
-        press = updates.callback(chat, "/contact_human_agent")
+        press = updates.callback(chat, "/track_order")
         response = webhook.post("/telegram/webhook", json=press, headers={SECRET_HEADER: SECRET})
         assert response.json()["update"] == "accepted"
         tg.hold_next("answerCallbackQuery", 4.0)  # the first worker hangs on its first call for this update
@@ -64,12 +64,12 @@ def test_an_update_whose_worker_was_killed_is_answered_once_after_the_restart(
         second = start_worker(env, log)
         try:
             answer = tg.wait_for_messages(chat, 1, timeout=90)[0]
-            assert "customer service team" in answer.text
-            webhook.post("/telegram/webhook", json=updates.text(chat, "thank you"), headers={SECRET_HEADER: SECRET})
+            assert "order number" in answer.text
+            webhook.post("/telegram/webhook", json=updates.text(chat, "10023"), headers={SECRET_HEADER: SECRET})
             replies = tg.wait_for_messages(chat, 2, timeout=30)
         finally:
             second.terminate()
             second.wait(timeout=30)
     assert len(tg.messages(chat)) == 2, log.read_text()
     assert len(tg.calls("answerCallbackQuery")) == 2, "the restarted worker took the update over from the start"
-    assert "welcome" in replies[1].text.lower(), "the next update came after the recovered one"
+    assert "JJD0001234567" in replies[1].text, "the next update came after the recovered one, and answered it"

@@ -160,12 +160,22 @@ def test_feedback_is_kept_with_the_route_of_the_rated_reply(client: TestClient, 
         session["conversation_id"]), 0, -1)
     feedback = [e["data"] for e in map(json.loads, stored) if e["kind"] == "feedback"]
     assert feedback == [{"reply": reply["reply_id"], "value": "up", "route": "action", "role": "bot"}]
+    user = next(e["data"] for e in map(json.loads, stored) if e["kind"] == "user")
+    assert user["channel"] == "webchat" and user["metadata"]["page"] == "http://testserver/"
 
 
-def test_a_signed_customer_id_is_accepted_and_a_forged_one_is_not(client: TestClient) -> None:
+def test_a_signed_customer_id_is_accepted_and_a_forged_one_is_not(client: TestClient,
+                                                                  chat_settings: Settings) -> None:
     good = {"id": "cust-42", "signature": identity_signature(SHOP_SECRET.encode(), "cust-42")}
     with widget(client) as socket:
-        assert Widget(socket).hello(customer=good)["identity"] == "verified"
+        shopper = Widget(socket)
+        session = shopper.hello(customer=good, context={"cart": ["JL-1001"], "tier": "gold"})
+        assert session["identity"] == "verified"
+        shopper.says("hello")
+    stored = redis.Redis.from_url(redis_url()).lrange(StoreKeys(chat_settings.state.key_prefix).events(
+        session["conversation_id"]), 0, -1)
+    metadata = next(e["data"]["metadata"] for e in map(json.loads, stored) if e["kind"] == "user")
+    assert metadata["customer_id"] == "cust-42" and metadata["context"] == {"cart": ["JL-1001"], "tier": "gold"}
     forged = {"id": "cust-42", "signature": identity_signature(b"guess", "cust-42")}
     with widget(client) as socket:
         assert Widget(socket).hello(customer=forged)["identity"] == "unverified"

@@ -143,10 +143,11 @@ async def test_every_reply_on_every_route_passed_the_filter(tmp_path: Path) -> N
     bot = engine(tmp_path, ScriptedParser(MESSAGES, out_of_scope={"what's the weather"}))
     spy = SpyFilter()
     bot.safety = spy
-    for text in MESSAGES:
-        replies = await bot.handle(InboundMessage("rest", "c1", text))
+    events = []
+    for i, text in enumerate(MESSAGES):  # each in a conversation of its own: a handoff silences the bot
+        replies = await bot.handle(InboundMessage("rest", f"route-{i}", text))
         assert replies and all(r.text in spy.passed for r in replies), text
-    events = await bot.store.events("c1")
+        events += await bot.store.events(f"route-{i}")
     assert {c for e in events if e.kind == "verdict" for c in e.data["categories"]} >= {"injection", "toxic",
                                                                                           "self_harm"}
     assert any(e.kind == "handoff" and e.data["reason"] == "self-harm" for e in events)
@@ -160,7 +161,7 @@ async def test_a_blocked_reply_is_replaced_and_repeated_blocks_hand_over(tmp_pat
     first = await bot.handle(InboundMessage("rest", "c1", "where is order 10023"))
     assert "couldn't put a proper answer" in first[0].text and first[0].buttons
     second = await bot.handle(InboundMessage("rest", "c1", "where is order 10023"))
-    assert "customer service team" in second[0].text
+    assert "member of our team" in second[0].text
     conversation = await bot.store.load("c1")
     assert conversation is not None and conversation.slots[BLOCKED_REPLIES] == 2
     assert [e.data["reason"] for e in await bot.store.events("c1") if e.kind == "handoff"] == [
