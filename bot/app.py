@@ -21,6 +21,7 @@ from bot.actions.demo_orders import SqliteOrderStore, create_demo_store
 from bot.actions.knowledge import ShopKnowledge, money
 from bot.actions.registry import FAQ_INTENTS, build_executor
 from bot.actions.runner import ActionRunner, LocalActionRunner, RemoteActionRunner
+from bot.channels.callbacks import CallbackDelivery
 from bot.desk import HandoffDesk, shopper_topic
 from bot.engine import Engine, EngineConfig
 from bot.operators import LoginGuard, OperatorAccounts, OperatorSessions
@@ -247,6 +248,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         desk = HandoffDesk(store, desk_index, bus, safety, knowledge.answer("handback"), writer,
                            settings.state.history_limit)
         desk.deliver_with("webchat", functools.partial(deliver_to_widget, bus))
+        desk.deliver_with("rest", CallbackDelivery(store, settings.console.callback_hosts))
         engine = Engine(store, batcher, runner, knowledge, config, review, writer, safety, observer=desk)
         yield Services(settings, engine, classifier, safety, seen, desk, open_console(settings, values), writer)
 
@@ -284,7 +286,7 @@ async def open_telegram(settings: Settings, services: Services,
     application = build_application(token, t)
     channel = TelegramChannel(application, services.engine, services.engine.knowledge, t)
     channel.install()
-    services.desk.deliver_with("telegram", channel.deliver)
+    services.desk.deliver_with("telegram", channel.deliver, channel.show_typing)
     inbox = open_inbox(settings, "telegram")
     count = t.workers if workers is None else workers
     worker = TelegramWorker(channel, inbox, count, t.lease_ms)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 OPERATORS = "operators"  # bus topic every console listens to
 Deliver = Callable[[Conversation, Reply], Awaitable[None]]  # sends a reply to the shopper's channel
+ShowTyping = Callable[[str], Awaitable[None]]  # shows "typing..." in the conversation with this id
 _STATES = {Mode.PENDING_HUMAN: "waiting", Mode.HUMAN: "human", Mode.BOT: "bot", Mode.RESOLVED: "resolved"}
 
 
@@ -56,10 +57,13 @@ class HandoffDesk:
         self._handback_text = handback_text
         self._history_limit = history_limit
         self._deliver: dict[str, Deliver] = {}
+        self._typing: dict[str, ShowTyping] = {}
 
-    def deliver_with(self, channel: str, deliver: Deliver) -> None:
-        """How replies reach shoppers of `channel` (the widget's live socket, Telegram's Bot API)."""
+    def deliver_with(self, channel: str, deliver: Deliver, typing: ShowTyping | None = None) -> None:
+        """How replies (and, if it can show one, the operator's typing) reach shoppers of `channel`."""
         self._deliver[channel] = deliver
+        if typing is not None:
+            self._typing[channel] = typing
 
     # -- what the engine tells the desk ----------------------------------------------------------------
     async def conversation_changed(self, conversation: Conversation, turns: Sequence[Turn],
@@ -156,6 +160,13 @@ class HandoffDesk:
 
     async def operator_typing(self, conversation_id: str) -> None:
         await self.bus.publish(shopper_topic(conversation_id), {"type": "typing", "on": True, "who": "operator"})
+        item = await self.index.get(conversation_id)
+        show = self._typing.get(item.channel) if item is not None else None
+        if show is not None:
+            try:
+                await show(conversation_id)
+            except Exception as exc:  # cosmetic: never worth an error for the operator
+                log.debug("conversation %s: typing not shown: %s", conversation_id, exc)
 
     async def shopper_typing(self, conversation_id: str) -> None:
         item = await self.index.get(conversation_id)

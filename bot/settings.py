@@ -189,6 +189,7 @@ class ConsoleSettings:
     canned: Path = Path("data/canned.yml")  # canned responses, inserted with "/" in the reply box
     fallbacks_before_handoff: int = 3  # messages in a row the bot could not answer before a person takes over
     unhappy_before_handoff: int = 3  # clearly unhappy messages in a row before a person takes over
+    callback_hosts: tuple[str, ...] = ()  # REST clients on these hosts may get operator replies posted back
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from bot.app import Services
+from bot.channels.callbacks import callback_allowed
 from bot.channels.limits import BodySizeLimit
 from bot.engine import InputRejected
 from bot.router import route_name
@@ -109,6 +110,10 @@ def _services(request: Request) -> Services:
 async def post_message(body: MessageIn, request: Request) -> MessagesOut | JSONResponse:
     """Send one shopper message and get the bot's replies."""
     conversation_id = body.conversation_id or uuid.uuid4().hex
+    hosts = _services(request).settings.console.callback_hosts
+    if "callback_url" in body.metadata and not callback_allowed(body.metadata["callback_url"], hosts):
+        return JSONResponse(status_code=422, content={"detail": "metadata.callback_url: an http(s) URL on one of "
+                                                                "console.callback_hosts is expected"})
     message = InboundMessage("rest", conversation_id, body.text, metadata=body.metadata)
     try:
         replies = await _services(request).engine.handle(message)

@@ -13,7 +13,7 @@ from contextlib import suppress
 from typing import TypeVar
 
 from telegram import Message, Update
-from telegram.constants import ChatType, MessageEntityType
+from telegram.constants import ChatAction, ChatType, MessageEntityType
 from telegram.error import BadRequest
 from telegram.ext import AIORateLimiter, Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 from telegram.ext import MessageHandler as OnMessage
@@ -85,6 +85,13 @@ class TelegramChannel:
             raise ValueError(f"{conversation.id} is not a Telegram conversation")
         await self.application.initialize()  # a no-op once done; a web process with no workers has not
         await self.sender.send_replies(chat_id, [reply])
+
+    async def show_typing(self, conversation: str) -> None:
+        """An operator is typing: Telegram shows it in the shopper's chat for a few seconds."""
+        chat_id = chat_id_of(conversation)
+        if chat_id is not None:
+            await self.application.initialize()
+            await self.application.bot.send_chat_action(chat_id, ChatAction.TYPING)
 
     # Commands: python-telegram-bot already ignores those addressed to another bot in a group.
     async def _help(self, update: Update, context: Context) -> None:

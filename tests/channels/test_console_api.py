@@ -3,8 +3,11 @@ from queue to operator and back, and operator replies reaching the widget and Te
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -204,5 +207,46 @@ def test_the_operator_reply_reaches_the_telegram_chat(tmp_path: Path, intent_mod
             assert "team" in tg.wait_for_messages(7001, 1)[0].text
             alice = Operator(client, "alice")
             alice.post("/conversations/telegram:7001/take")
+            typing_before = len(tg.calls("sendChatAction"))
+            alice.post("/conversations/telegram:7001/typing", status=204)
+            assert len(tg.calls("sendChatAction")) == typing_before + 1, "the shopper sees Alice typing"
             alice.post("/conversations/telegram:7001/reply", {"text": f"Alice here {uuid.uuid4().hex[:6]}"})
             assert tg.wait_for_messages(7001, 2)[1].text.startswith("Alice here")
+
+
+def test_the_operator_reply_is_posted_to_a_rest_client_s_callback(tmp_path: Path, intent_model_dir: Path,
+                                                                 redis_prefix: str) -> None:
+    received: list[dict[str, Any]] = []
+
+    class Callback(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Callback)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    add_operators(tmp_path / "operators.json")
+    settings = make_settings(tmp_path, intent_model_dir, REDIS_URL=redis_url(), SHOPBOT_STATE__KEY_PREFIX=redis_prefix,
+                             SHOPBOT_CONSOLE__OPERATORS_FILE=str(tmp_path / "operators.json"),
+                             SHOPBOT_CONSOLE__CALLBACK_HOSTS="127.0.0.1")
+    url = f"http://127.0.0.1:{server.server_port}/shopbot-replies"
+    try:
+        with TestClient(build_app(settings)) as client:
+            refused = client.post("/api/v1/messages", json={"text": "hi", "metadata": {
+                "callback_url": "http://169.254.169.254/latest"}})
+            assert refused.status_code == 422 and "callback_hosts" in refused.json()["detail"]
+            sent = client.post("/api/v1/messages", json={"conversation_id": "app-1", "text": "I want a human",
+                                                         "metadata": {"callback_url": url}})
+            assert sent.status_code == 200
+            alice = Operator(client, "alice")
+            alice.post("/conversations/app-1/take")
+            alice.post("/conversations/app-1/reply", {"text": "Alice here, how can I help?"})
+    finally:
+        server.shutdown()
+    assert received == [{"conversation_id": "app-1", "reply": {
+        "text": "Alice here, how can I help?", "buttons": [], "kind": "handoff", "id": received[0]["reply"]["id"],
+        "route": "operator"}}]
