@@ -131,3 +131,14 @@ def test_redis_down_is_a_503_not_a_500(tmp_path, intent_model_dir) -> None:  # t
         response = client.post("/api/v1/messages", json={"conversation_id": "x", "text": "hello"})
         assert response.status_code == 503 and "unavailable" in response.json()["detail"]
         assert client.get("/readyz").status_code == 503
+
+
+def test_a_reply_can_be_rated_and_bad_ratings_are_refused(client: TestClient) -> None:
+    sent = client.post("/api/v1/messages", json={"conversation_id": "rate-1", "text": "where is my order 10023?"})
+    reply_id = sent.json()["replies"][0]["id"]
+    assert reply_id
+    url = "/api/v1/conversations/rate-1/feedback"
+    assert client.post(url, json={"reply_id": reply_id, "value": "up"}).status_code == 204
+    assert client.post(url, json={"reply_id": "nope", "value": "up"}).status_code == 404
+    for body in ({"reply_id": reply_id, "value": "meh"}, {"reply_id": reply_id}, {"value": "up"}, []):
+        assert client.post(url, json=body).status_code == 422

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from bot.app import Services
@@ -41,6 +41,14 @@ class ReplyOut(BaseModel):
     text: str
     buttons: list[ButtonOut]
     kind: str
+    id: str = Field(description="rate it with POST /api/v1/conversations/{conversation_id}/feedback")
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reply_id: StrictStr = Field(min_length=1, max_length=64)
+    value: Literal["up", "down"]
 
 
 class MessagesOut(BaseModel):
@@ -153,6 +161,15 @@ async def get_conversation(conversation_id: str, request: Request) -> JSONRespon
         return JSONResponse(status_code=404, content={"detail": f"no conversation '{conversation_id}'"})
     return JSONResponse({"conversation_id": conversation.id, "mode": conversation.mode.value,
                          "history": [t.to_json() for t in conversation.history]})
+
+
+@router.post("/api/v1/conversations/{conversation_id}/feedback", status_code=204, response_class=Response,
+             tags=["chat"], responses={404: {"description": "no such reply in this conversation"}})
+async def post_feedback(conversation_id: str, body: FeedbackIn, request: Request) -> Response:
+    """A thumbs up or down on one of the bot's replies, kept with the route that produced it."""
+    if not await _services(request).engine.feedback(conversation_id, body.reply_id, body.value):
+        return JSONResponse(status_code=404, content={"detail": f"no reply '{body.reply_id}' in this conversation"})
+    return Response(status_code=204)
 
 
 @router.post("/api/v1/descriptions", response_model=DescriptionOut, tags=["tools"],
