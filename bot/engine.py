@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -14,11 +14,12 @@ from bot.actions.base import AWAITING_ACTION, HANDOFF_REQUESTED, REQUESTED_SLOT
 from bot.actions.knowledge import ShopKnowledge
 from bot.actions.registry import CONVERSATION_INTENTS, SUPPORT_INTENTS
 from bot.actions.runner import ActionFailed, ActionResult, ActionRunner
-from bot.handoff import summarize
+from bot.handoff import QUEUE_NOTICE_SENT, handoff_reason, summarize, watch
 from bot.mood import is_negative
 from bot.payloads import parse_payload
 from bot.router import Route, RouteKind, RoutingPolicy, route, route_name
 from bot.state import ConversationStore, Event, ReviewItem, ReviewLog
+from bot.transcript import record, verdict_event
 from bot.types import Button, Conversation, InboundMessage, Mode, Reply, ReplyKind, Turn
 from generation.safety import SafetyFilter, SafetyPolicy, Verdict, VerdictAction, clean_text
 from generation.safety.pii import redact
@@ -121,44 +122,33 @@ class Engine:
             )
             known = [text, *(t.text for t in conversation.history if t.role == "user"),
                      *(v for v in conversation.slots.values() if isinstance(v, str))]
-            if guard.action is VerdictAction.BLOCK and conversation.mode is Mode.BOT:  # never parsed or echoed
-                parse = Parse(text=text, intent=IntentScore("guarded", 1.0), ranking=(IntentScore("guarded", 1.0),))
-                decision = Route(RouteKind.FALLBACK, reason="safety guard: " + ", ".join(guard.categories))
-                replies, slots, events = self._guarded(guard)
-            else:
-                parse = await self.parse(text)
-                decision = route(conversation, parse, self.config.policy)
-                await self._keep_for_review(text, parse, decision, message.channel)
-                drafts = None if on_draft is None else self._checked_drafts(on_draft, first_id, known)
-                replies, slots, events = await self._respond(decision, conversation, parse, message.channel, drafts)
+            parse, decision, replies, slots, events = await self._answer(
+                message, text, guard, conversation, None if on_draft is None else self._checked_drafts(
+                    on_draft, first_id, known))
             replies, slots, fallbacks = self._count_fallbacks(conversation, decision, replies, slots, text)
             replies, checked = self._check(replies, known, int(conversation.slots.get(BLOCKED_REPLIES) or 0))
             replies = [dataclasses.replace(r, id=first_id if i == 0 else new_reply_id()) for i, r in enumerate(replies)]
             reason = handoff_reason({**slots, **checked.slots}, [*events, *checked.events]) or fallbacks
-            slots = {**slots, **checked.slots, HANDOFF_REQUESTED: None}
-            now = time.time()
-            shown = message.display.strip() if message.display.strip() and text.startswith("/") else text
-            stored = redact(shown)  # personal data never reaches the store or the logs
-            turns = [Turn("user", stored, now, parse.intent.name, parse.intent.confidence, decision.kind.value,
-                          id=message.message_id or None)]
-            turns += [Turn("bot", r.text, now, route=decision.kind.value, id=r.id) for r in replies]
-            conversation = conversation.with_slots(slots).with_turns(turns, self.config.history_limit)
-            events = [
-                Event("user", now, {"text": stored, "channel": message.channel,
-                                    **({"metadata": dict(message.metadata)} if message.metadata else {})}),
-                *([_verdict_event("input", guard)] if guard.flagged else []),
-                Event("parse", now, _stored_parse(parse, stored if shown is text else redact(text))),
-                Event("route", now, {"kind": decision.kind.value, "action": decision.action,
-                                     "reason": decision.reason}),
-                *events,
-                *checked.events,
-                *(Event("reply", now, r.to_json()) for r in replies),
-            ]
-            conversation, events = await self._hand_over(conversation, reason, events, now)
-            await self.store.save(conversation, events)
+            turns, logged = record(message, text, guard, parse, decision, replies, [*events, *checked.events])
+            conversation = conversation.with_slots({**slots, **checked.slots, HANDOFF_REQUESTED: None})
+            conversation = conversation.with_turns(turns, self.config.history_limit)
+            conversation, logged = await self._hand_over(conversation, reason, logged, turns[0].at)
+            await self.store.save(conversation, logged)
         if self.observer is not None and (conversation.mode is not Mode.BOT or reason):
             await self._tell_observer(conversation, turns, reason)
         return replies
+
+    async def _answer(self, message: InboundMessage, text: str, guard: Verdict, conversation: Conversation,
+                      drafts: ShowDraft | None) -> tuple[Parse, Route, list[Reply], dict[str, object], list[Event]]:
+        """The guard's answer to an abusive or hostile message (never parsed or echoed), else the route's."""
+        if guard.action is VerdictAction.BLOCK and conversation.mode is Mode.BOT:
+            parse = Parse(text=text, intent=IntentScore("guarded", 1.0), ranking=(IntentScore("guarded", 1.0),))
+            decision = Route(RouteKind.FALLBACK, reason="safety guard: " + ", ".join(guard.categories))
+            return parse, decision, *self._guarded(guard)
+        parse = await self.parse(text)
+        decision = route(conversation, parse, self.config.policy)
+        await self._keep_for_review(text, parse, decision, message.channel)
+        return parse, decision, *await self._respond(decision, conversation, parse, message.channel, drafts)
 
     async def _hand_over(self, conversation: Conversation, reason: str | None, events: list[Event],
                          now: float) -> tuple[Conversation, list[Event]]:
@@ -183,26 +173,16 @@ class Engine:
     def _count_fallbacks(self, conversation: Conversation, decision: Route, replies: list[Reply],
                          slots: dict[str, object], text: str) -> tuple[list[Reply], dict[str, object], str | None]:
         """Repeated fallbacks or unhappy messages end in a handoff; while a person is awaited, one
-        notice says the message got through."""
-        if conversation.mode is Mode.PENDING_HUMAN:
-            if conversation.slots.get(QUEUE_NOTICE_SENT):
-                return replies, slots, None
-            notice = Reply(self.knowledge.answer("handoff_waiting"), kind=ReplyKind.NOTICE)
-            return [*replies, notice], {**slots, QUEUE_NOTICE_SENT: True}, None
-        if conversation.mode is Mode.HUMAN:
-            return replies, slots, None
+        notice says the message got through (see `bot.handoff.watch`)."""
         failed = decision.kind is RouteKind.FALLBACK or any(r.kind is ReplyKind.FALLBACK for r in replies)
-        fallbacks = int(conversation.slots.get(FALLBACKS_IN_A_ROW) or 0) + 1 if failed else 0
-        unhappy = int(conversation.slots.get(UNHAPPY_IN_A_ROW) or 0) + 1 if is_negative(text) else 0
-        counted = {**slots, FALLBACKS_IN_A_ROW: fallbacks or None, UNHAPPY_IN_A_ROW: unhappy or None}
-        if fallbacks >= self.config.fallbacks_before_handoff:
-            key, reason = "handoff_fallbacks", f"{fallbacks} messages in a row the bot could not answer"
-        elif unhappy >= self.config.unhappy_before_handoff:
-            key, reason = "handoff_upset", f"the shopper seems upset ({unhappy} unhappy messages in a row)"
-        else:
-            return replies, counted, None
-        notice = Reply(self.knowledge.answer(key), kind=ReplyKind.HANDOFF)
-        return [notice], {**counted, FALLBACKS_IN_A_ROW: None, UNHAPPY_IN_A_ROW: None}, reason
+        limits = (self.config.fallbacks_before_handoff, self.config.unhappy_before_handoff)
+        turn = watch(conversation, failed, is_negative(text), limits)
+        slots = {**slots, **turn.slots}
+        if turn.notice is None:
+            return replies, slots, None
+        if turn.reason is None:  # the shopper's message reached the team: say so once
+            return [*replies, Reply(self.knowledge.answer(turn.notice), kind=ReplyKind.NOTICE)], slots, None
+        return [Reply(self.knowledge.answer(turn.notice), kind=ReplyKind.HANDOFF)], slots, turn.reason
 
     async def feedback(self, conversation_id: str, reply_id: str, value: str) -> bool:
         """Keep a shopper's thumbs up or down on one reply, with the route that produced it.
@@ -322,7 +302,7 @@ class Engine:
             authored = reply.kind is not ReplyKind.GENERATOR  # the shop's templates state its policy
             verdict = self.safety.check_output(reply.text, known, authored)
             if verdict.action is not VerdictAction.ALLOW:
-                events.append(_verdict_event("output", verdict))
+                events.append(verdict_event("output", verdict))
             if verdict.action is not VerdictAction.BLOCK:
                 checked.append(Reply(verdict.text, reply.buttons, reply.kind))
                 continue
@@ -348,31 +328,6 @@ class _Checked:
 
 
 BLOCKED_REPLIES = "safety_blocked_replies"  # an internal slot: how many replies the filter blocked
-FALLBACKS_IN_A_ROW = "fallbacks_in_a_row"  # an internal slot: messages in a row the bot could not answer
-UNHAPPY_IN_A_ROW = "unhappy_in_a_row"  # an internal slot: clearly unhappy messages in a row
-QUEUE_NOTICE_SENT = "queue_notice_sent"  # an internal slot: the shopper was told their message reached the team
-
-
-def handoff_reason(changes: Mapping[str, object], events: Sequence[Event]) -> str | None:
-    """Why this turn hands the conversation to a person: an action decided so, or the safety filter."""
-    requested = changes.get(HANDOFF_REQUESTED)
-    if requested:
-        return str(requested)
-    return next((str(e.data.get("reason", "safety")) for e in events if e.kind == "handoff"), None)
-
-
-def _verdict_event(direction: str, verdict: Verdict) -> Event:
-    return Event("verdict", time.time(), {"direction": direction, "action": verdict.action.value,
-                                          "categories": dict(verdict.categories), "reasons": list(verdict.reasons)})
-
-
-def _stored_parse(parse: Parse, redacted_text: str) -> dict[str, object]:
-    """The parse as stored: the redacted text, and no email or phone number among the entities."""
-    stored = parse.to_json()
-    stored["text"] = redacted_text
-    stored["entities"] = [{**e, "value": "[redacted]"} if e.get("entity") in ("email", "phone") else e
-                          for e in stored["entities"]]
-    return stored
 
 
 def new_reply_id() -> str:

@@ -9,9 +9,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.state import Event
-from bot.types import Conversation
+from bot.types import Conversation, Mode
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FALLBACKS_IN_A_ROW = "fallbacks_in_a_row"  # messages in a row the bot could not answer
+UNHAPPY_IN_A_ROW = "unhappy_in_a_row"  # clearly unhappy messages in a row
+QUEUE_NOTICE_SENT = "queue_notice_sent"  # the shopper was told their message reached the team
+
 # Slots the bot keeps for itself: an operator needs the shopper's data, not the dialogue's bookkeeping.
 INTERNAL_SLOTS = frozenset({"requested_slot", "awaiting_action", "safety_blocked_replies", "fallbacks_in_a_row",
                             "handoff_requested", "queue_notice_sent", "unhappy_in_a_row"})
@@ -76,3 +80,40 @@ def summarize(conversation: Conversation, events: Sequence[Event], reason: str, 
         "verdicts": verdicts[-10:],
         "last_messages": [{"role": t.role, "text": t.text, "at": t.at} for t in conversation.history[-8:]],
     }
+
+
+def handoff_reason(changes: Mapping[str, object], events: Sequence[Event]) -> str | None:
+    """Why this turn hands the conversation to a person: an action decided so, or the safety filter."""
+    requested = changes.get("handoff_requested")
+    if requested:
+        return str(requested)
+    return next((str(e.data.get("reason", "safety")) for e in events if e.kind == "handoff"), None)
+
+
+@dataclass(frozen=True)
+class Watched:
+    slots: dict[str, object]
+    notice: str | None = None  # the template to send, if any
+    reason: str | None = None  # why the conversation goes to a person now, if it does
+
+
+def watch(conversation: Conversation, failed: bool, unhappy: bool, limits: tuple[int, int]) -> Watched:
+    """Count the bot's failures and the shopper's unhappy messages in a row; hand over at `limits`.
+
+    While a person is awaited, the first message gets a notice that it reached the team.
+    """
+    if conversation.mode is Mode.PENDING_HUMAN:
+        if conversation.slots.get(QUEUE_NOTICE_SENT):
+            return Watched({})
+        return Watched({QUEUE_NOTICE_SENT: True}, "handoff_waiting")
+    if conversation.mode is Mode.HUMAN:
+        return Watched({})
+    fallbacks = int(conversation.slots.get(FALLBACKS_IN_A_ROW) or 0) + 1 if failed else 0
+    upset = int(conversation.slots.get(UNHAPPY_IN_A_ROW) or 0) + 1 if unhappy else 0
+    if fallbacks >= limits[0]:
+        return Watched({FALLBACKS_IN_A_ROW: None, UNHAPPY_IN_A_ROW: None}, "handoff_fallbacks",
+                       f"{fallbacks} messages in a row the bot could not answer")
+    if upset >= limits[1]:
+        return Watched({FALLBACKS_IN_A_ROW: None, UNHAPPY_IN_A_ROW: None}, "handoff_upset",
+                       f"the shopper seems upset ({upset} unhappy messages in a row)")
+    return Watched({FALLBACKS_IN_A_ROW: fallbacks or None, UNHAPPY_IN_A_ROW: upset or None})
