@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
 from bot.app import build_app
 from bot.settings import Settings
@@ -79,3 +79,12 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
     yield browser
     browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A shopper's browser: the widget's shadow root opened for the locators."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.add_init_script(OPEN_SHADOW_ROOTS)
+    yield context
+    context.close()

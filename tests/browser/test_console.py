@@ -8,19 +8,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.conftest import OPEN_SHADOW_ROOTS
 from tests.browser.test_widget import open_widget, send, shots
 from tests.channels.test_console_api import PASSWORD
 
 XSS = "<img src=x onerror=alert(1)> please help"
-
-
-@pytest.fixture
-def shopper(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.add_init_script(OPEN_SHADOW_ROOTS)
-    yield context
-    context.close()
 
 
 @pytest.fixture
@@ -42,14 +33,14 @@ def bot_count(page: Page) -> int:
 
 
 def test_a_shopper_asks_for_a_person_and_an_operator_takes_over_and_hands_back(
-        shopper: BrowserContext, operator: BrowserContext, server: str, tmp_path: Path) -> None:
+        context: BrowserContext, operator: BrowserContext, server: str, tmp_path: Path) -> None:
     dialogs: list[str] = []
     desk = operator.new_page()
     desk.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     log_in(desk, server)
     expect(desk.locator('[data-view="waiting"]')).to_be_visible()
 
-    shop = shopper.new_page()
+    shop = context.new_page()
     open_widget(shop, server)
     send(shop, "where is my order 10023?")
     expect(shop.locator(".msg.bot:not(.greeting)").last).to_contain_text("JJD0001234567", timeout=20_000)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocket, expect
 
-from tests.browser.conftest import OPEN_SHADOW_ROOTS
 from tests.conftest import ROOT
 
 DOCS = ROOT / "docs"
@@ -20,14 +17,6 @@ DOCS = ROOT / "docs"
 def shots(tmp_path: Path) -> Path:
     """Where screenshots go: docs/ with SHOPBOT_UPDATE_SCREENSHOTS=1 (`make screenshots`), else the test's tmp."""
     return DOCS if os.environ.get("SHOPBOT_UPDATE_SCREENSHOTS") == "1" else tmp_path
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.add_init_script(OPEN_SHADOW_ROOTS)
-    yield context
-    context.close()
 
 
 def open_widget(page: Page, server: str) -> None:
