@@ -14,7 +14,7 @@ from bot.actions.base import AWAITING_ACTION, HANDOFF_REQUESTED, REQUESTED_SLOT
 from bot.actions.knowledge import ShopKnowledge
 from bot.actions.registry import CONVERSATION_INTENTS, SUPPORT_INTENTS
 from bot.actions.runner import ActionFailed, ActionResult, ActionRunner
-from bot.handoff import QUEUE_NOTICE_SENT, handoff_reason, summarize, watch
+from bot.handoff import handoff_reason, summarize, watch
 from bot.mood import is_negative
 from bot.payloads import parse_payload
 from bot.router import Route, RouteKind, RoutingPolicy, route, route_name
@@ -156,8 +156,7 @@ class Engine:
         if reason and conversation.mode in (Mode.BOT, Mode.RESOLVED):
             earlier = await self.store.events(conversation.id, 200)
             summary = summarize(conversation, [*earlier, *events], reason, now)
-            queued = dataclasses.replace(conversation, mode=Mode.PENDING_HUMAN, operator=None,
-                                         slots={**conversation.slots, QUEUE_NOTICE_SENT: None})
+            queued = dataclasses.replace(conversation, mode=Mode.PENDING_HUMAN, operator=None)
             return queued, [*events, Event("queued", now, {"reason": reason, "summary": summary})]
         if conversation.mode is Mode.RESOLVED:
             return dataclasses.replace(conversation, mode=Mode.BOT), events
@@ -172,16 +171,13 @@ class Engine:
 
     def _count_fallbacks(self, conversation: Conversation, decision: Route, replies: list[Reply],
                          slots: dict[str, object], text: str) -> tuple[list[Reply], dict[str, object], str | None]:
-        """Repeated fallbacks or unhappy messages end in a handoff; while a person is awaited, one
-        notice says the message got through (see `bot.handoff.watch`)."""
+        """Repeated fallbacks or unhappy messages end in a handoff (see `bot.handoff.watch`)."""
         failed = decision.kind is RouteKind.FALLBACK or any(r.kind is ReplyKind.FALLBACK for r in replies)
         limits = (self.config.fallbacks_before_handoff, self.config.unhappy_before_handoff)
         turn = watch(conversation, failed, is_negative(text), limits)
         slots = {**slots, **turn.slots}
         if turn.notice is None:
             return replies, slots, None
-        if turn.reason is None:  # the shopper's message reached the team: say so once
-            return [*replies, Reply(self.knowledge.answer(turn.notice), kind=ReplyKind.NOTICE)], slots, None
         return [Reply(self.knowledge.answer(turn.notice), kind=ReplyKind.HANDOFF)], slots, turn.reason
 
     async def feedback(self, conversation_id: str, reply_id: str, value: str) -> bool:

@@ -14,11 +14,10 @@ from bot.types import Conversation, Mode
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FALLBACKS_IN_A_ROW = "fallbacks_in_a_row"  # messages in a row the bot could not answer
 UNHAPPY_IN_A_ROW = "unhappy_in_a_row"  # clearly unhappy messages in a row
-QUEUE_NOTICE_SENT = "queue_notice_sent"  # the shopper was told their message reached the team
 
 # Slots the bot keeps for itself: an operator needs the shopper's data, not the dialogue's bookkeeping.
 INTERNAL_SLOTS = frozenset({"requested_slot", "awaiting_action", "safety_blocked_replies", "fallbacks_in_a_row",
-                            "handoff_requested", "queue_notice_sent", "unhappy_in_a_row"})
+                            "handoff_requested", "unhappy_in_a_row"})
 
 
 @dataclass(frozen=True)
@@ -100,13 +99,10 @@ class Watched:
 def watch(conversation: Conversation, failed: bool, unhappy: bool, limits: tuple[int, int]) -> Watched:
     """Count the bot's failures and the shopper's unhappy messages in a row; hand over at `limits`.
 
-    While a person is awaited, the first message gets a notice that it reached the team.
+    While a person is awaited or answering, nothing is counted: the bot is silent (the handoff
+    reply already told the shopper a person will answer, and how soon).
     """
-    if conversation.mode is Mode.PENDING_HUMAN:
-        if conversation.slots.get(QUEUE_NOTICE_SENT):
-            return Watched({})
-        return Watched({QUEUE_NOTICE_SENT: True}, "handoff_waiting")
-    if conversation.mode is Mode.HUMAN:
+    if conversation.mode in (Mode.PENDING_HUMAN, Mode.HUMAN):
         return Watched({})
     fallbacks = int(conversation.slots.get(FALLBACKS_IN_A_ROW) or 0) + 1 if failed else 0
     upset = int(conversation.slots.get(UNHAPPY_IN_A_ROW) or 0) + 1 if unhappy else 0
