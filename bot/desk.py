@@ -81,10 +81,13 @@ class HandoffDesk:
         item = await self.index.get(conversation_id)
         if item is not None and item.unread:
             await self.index.put(dataclasses.replace(item, unread=0))
+        # What the shopper's channel said about them last: page, verified customer id, the shop's context.
+        shopper = next((dict(e.data["metadata"]) for e in reversed(events) if e.kind == "user"
+                        and isinstance(e.data.get("metadata"), dict)), {})
         return {
             "id": conversation.id, "channel": conversation.channel, "state": _STATES[conversation.mode],
             "operator": conversation.operator,
-            "summary": dict(queued[-1].data["summary"]) if queued else None,
+            "summary": {**queued[-1].data["summary"], "shopper": shopper} if queued else None,
             "transcript": [t.to_json() for t in conversation.history],
             "notes": [dict(e.data) for e in events if e.kind == "note"],
         }

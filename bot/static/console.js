@@ -540,6 +540,10 @@ function fillSummary(ui, s) {
   const none = (text) => h("p", { class: "muted" }, text);
   ui.facts.append(...kv("Reason", s.reason || "—"),
     ...(s.waiting_since != null ? kv("Waiting since", [clock(s.waiting_since), " (", sinceEl("ago", s.waiting_since), ")"]) : []));
+  const shopper = s.shopper || {};  // what the shopper's channel told us: page, verified customer, shop context
+  if (shopper.customer_id) ui.facts.append(...kv("Customer", String(shopper.customer_id) + " (verified)"));
+  if (shopper.page) ui.facts.append(...kv("Page", String(shopper.page)));
+  if (shopper.context) ui.facts.append(...kv("Context", JSON.stringify(shopper.context)));
   const intents = s.intents || [];
   ui.intents.appendChild(intents.length ? h("ul", { class: "intents" }, intents.map((it) => {
     const conf = Number(it.confidence) || 0;

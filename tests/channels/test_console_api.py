@@ -183,6 +183,8 @@ def test_the_operator_reply_reaches_the_widget_live_and_a_new_handoff_reaches_th
         frame = console.receive_json()
         assert frame["type"] == "conversation" and frame["conversation"]["id"] == session["conversation_id"]
         assert frame["conversation"]["state"] == "waiting"
+        shown = alice.get(f"/conversations/{session['conversation_id']}")["summary"]["shopper"]
+        assert shown["page"] == "http://testserver/", "the operator sees which page the shopper is on"
         alice.post(f"/conversations/{session['conversation_id']}/take")
         alice.post(f"/conversations/{session['conversation_id']}/typing", status=204)
         assert shopper.socket.receive_json() == {"type": "typing", "on": True, "who": "operator"}
