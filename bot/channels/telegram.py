@@ -23,7 +23,7 @@ from bot.channels.telegram_send import RetryLater, TelegramSender
 from bot.engine import Engine, InputRejected
 from bot.settings import TelegramSettings
 from bot.state import ConversationBusy, StoreUnavailable
-from bot.types import Conversation, InboundMessage, Reply
+from bot.types import Conversation, InboundMessage, Mode, Reply
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class TelegramChannel:
 
     # Commands: python-telegram-bot already ignores those addressed to another bot in a group.
     async def _help(self, update: Update, context: Context) -> None:
-        await self._say(update, "telegram_help")
+        await self._say_or_forward(update, "telegram_help", "[the shopper typed /help]")
 
     async def _human(self, update: Update, context: Context) -> None:
         await self._converse(update, "/contact_human_agent", addressed=True)
@@ -103,6 +103,9 @@ class TelegramChannel:
     async def _reset(self, update: Update, context: Context) -> None:
         chat = update.effective_chat
         if chat is None:
+            return
+        if await self._with_person(chat.id):  # the operator's conversation is not the shopper's to wipe
+            await self._converse(update, "[the shopper typed /reset]", addressed=True)
             return
         await self._stored(self.engine.store.delete(conversation_id(chat.id)))
         await self._say(update, "telegram_reset")
@@ -116,8 +119,10 @@ class TelegramChannel:
             await self._converse(update, query.data, addressed=True)
 
     async def _edited(self, update: Update, context: Context) -> None:
-        if self._addressed(update):
-            await self._say(update, "telegram_edited")
+        message = update.effective_message
+        if message is not None and self._addressed(update):
+            edited = f"[edited message] {message.text or message.caption or ''}".strip()
+            await self._say_or_forward(update, "telegram_edited", edited)
 
     async def _text(self, update: Update, context: Context) -> None:
         message = update.effective_message
@@ -125,8 +130,22 @@ class TelegramChannel:
             await self._converse(update, self._without_mention(message))
 
     async def _unsupported(self, update: Update, context: Context) -> None:
-        if update.effective_message is not None and self._addressed(update):
-            await self._say(update, "telegram_unsupported")
+        message = update.effective_message
+        if message is not None and self._addressed(update):
+            await self._say_or_forward(update, "telegram_unsupported", describe(message))
+
+    async def _say_or_forward(self, update: Update, key: str, forwarded: str) -> None:
+        """The bot's own answer; but while a person has the conversation, the bot stays silent and
+        the operators see what the shopper did."""
+        chat = update.effective_chat
+        if chat is not None and await self._with_person(chat.id):
+            await self._converse(update, forwarded, addressed=True)
+        else:
+            await self._say(update, key)
+
+    async def _with_person(self, chat_id: int) -> bool:
+        conversation = await self._stored(self.engine.store.load(conversation_id(chat_id)))
+        return conversation is not None and conversation.mode in (Mode.PENDING_HUMAN, Mode.HUMAN)
 
     async def _converse(self, update: Update, text: str, *, addressed: bool = False) -> None:
         """One shopper message through the engine; its replies (or a polite refusal) to the chat."""
@@ -187,6 +206,19 @@ class TelegramChannel:
             return await call
         except (ConversationBusy, StoreUnavailable) as exc:
             raise RetryLater(str(exc)) from exc
+
+_CONTENT = (("photo", "a photo"), ("sticker", "a sticker"), ("voice", "a voice message"), ("video", "a video"),
+            ("video_note", "a video message"), ("audio", "an audio file"), ("animation", "a GIF"),
+            ("document", "a document"), ("location", "a location"), ("contact", "a contact"), ("poll", "a poll"),
+            ("venue", "a venue"), ("dice", "a dice"))
+
+
+def describe(message: Message) -> str:
+    """What the shopper sent, in words, for operators: "[the shopper sent a photo: size M?]"."""
+    label = next((text for attribute, text in _CONTENT if getattr(message, attribute, None)), "something")
+    caption = f": {message.caption}" if message.caption else ""
+    return f"[the shopper sent {label}{caption}]"
+
 
 def _utf16_span(text: str, offset: int, length: int) -> tuple[int, int]:
     """Telegram's entity offsets count UTF-16 units; Python indexes code points."""

@@ -262,3 +262,22 @@ def test_without_a_token_the_webhook_says_telegram_is_not_enabled(settings: Sett
     with TestClient(build_app(settings)) as client:
         response = client.post("/telegram/webhook", json=updates.text(1, "hi"), headers={SECRET_HEADER: SECRET})
     assert response.status_code == 404 and "TELEGRAM_BOT_TOKEN" in response.json()["detail"]
+
+
+def test_while_a_person_has_the_chat_the_bot_is_silent_and_operators_see_everything(
+        webhook: TestClient, tg: FakeTelegram, updates: UpdateFactory) -> None:
+    chat = 5007
+    post(webhook, updates.text(chat, "/human"))
+    assert "reply right here" in tg.wait_for_messages(chat, 1)[0].text
+    for update in (updates.photo(chat), updates.text(chat, "/reset"), updates.text(chat, "/help"),
+                   updates.edited(chat, "where is order 10023"), updates.text(chat, "hello?")):
+        post(webhook, update)
+
+    def transcript() -> list[str]:
+        found = webhook.get(f"/api/v1/conversations/telegram:{chat}")
+        return [t["text"] for t in found.json()["history"] if t["role"] == "user"] if found.status_code == 200 else []
+
+    tg.wait_for(lambda: len(transcript()) == 6, timeout=30, what="all five updates in the transcript")
+    assert transcript()[1:] == ["[the shopper sent a photo]", "[the shopper typed /reset]",
+                                "[the shopper typed /help]", "[edited message] where is order 10023", "hello?"]
+    assert len(tg.messages(chat)) == 1, "nothing from the bot after the handoff reply"
