@@ -134,6 +134,10 @@ class HandoffDesk:
             raise DeskError(503, "no generator is trained: run `shopbot train generator`")
         conversation = await self._load(conversation_id)
         history = [("bot" if t.role == "operator" else t.role, t.text) for t in conversation.history]
+        while history and history[-1][0] != "user":  # answer the shopper's latest message
+            history.pop()
+        if not history:
+            raise DeskError(422, "the shopper has not written anything to answer yet")
         written = await self.writer.draft(history)
         return written.text
 

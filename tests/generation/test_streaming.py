@@ -9,7 +9,10 @@ from pathlib import Path
 from telegram import Update
 
 from bot.channels.telegram import TelegramChannel, build_application
+from bot.desk import HandoffDesk
 from bot.settings import TelegramSettings
+from bot.state.bus import MemoryBus
+from bot.state.desk_index import MemoryDeskIndex
 from bot.types import InboundMessage, ReplyKind
 from generation.retrieval import KnowledgeIndex
 from tests.fakes.telegram_api import FakeTelegram
@@ -87,3 +90,15 @@ async def test_telegram_streams_a_generator_reply_by_editing_one_message(tmp_pat
     assert message.text == RETURNS, "the final edit is the checked reply"
     assert len(message.edits) >= 2, "the message grew in place while the reply was written"
     assert all(RETURNS.startswith(e) for e in message.edits)
+
+
+async def test_the_console_s_ai_draft_is_the_generator_s_answer_to_the_conversation(
+        tmp_path: Path, tiny_dir: Path, index: KnowledgeIndex) -> None:
+    w = writer(tiny_dir, index, "Returns are free for 30 days.")
+    bot = engine(tmp_path, w)
+    await bot.handle(InboundMessage("rest", "d1", "can I send things back?"))
+    desk = HandoffDesk(bot.store, MemoryDeskIndex(), MemoryBus(), bot.safety, "back with the bot", w)
+
+    assert await desk.draft("d1") == "Returns are free for 30 days."
+    asked = w.generator.prompts[-1]  # type: ignore[attr-defined]
+    assert "can I send things back?" in asked, "drafted from the conversation"
