@@ -138,7 +138,11 @@ class HandoffDesk:
             history.pop()
         if not history:
             raise DeskError(422, "the shopper has not written anything to answer yet")
-        written = await self.writer.draft(history)
+        try:
+            written = await self.writer.draft(history)
+        except Exception as exc:  # the operator writes the reply themselves
+            log.exception("conversation %s: the generator failed on a draft", conversation_id)
+            raise DeskError(502, f"the generator failed: {exc}") from exc
         return written.text
 
     async def hand_back(self, conversation_id: str, operator: str, note: str | None) -> dict[str, Any]:
