@@ -194,8 +194,11 @@ class WebChat:
     async def _slow_down(self, socket: WebSocket, conversation_id: str) -> None:
         """Hold a message until the session may send again (nothing is dropped), saying so once."""
         rate = self.widget.rate_messages / self.widget.rate_window_s
-        bucket = self._buckets.setdefault(conversation_id, _Bucket(float(self.widget.rate_messages)))
         now = time.monotonic()
+        if len(self._buckets) > 10_000:  # forget sessions whose bucket has refilled: they lose nothing
+            self._buckets = {k: b for k, b in self._buckets.items()
+                             if b.tokens + (now - b.updated) * rate < self.widget.rate_messages}
+        bucket = self._buckets.setdefault(conversation_id, _Bucket(float(self.widget.rate_messages)))
         bucket.tokens = min(self.widget.rate_messages, bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         if bucket.tokens < 1:
