@@ -86,11 +86,17 @@ class TelegramWorker:
                 await _sleep_unless(stop, 2.0)
                 continue
             for queued in claimed:
-                task = asyncio.create_task(self.answer(queued))
+                task = asyncio.create_task(self._answer_logged(queued))
                 running.add(task)
                 task.add_done_callback(running.discard)
         if running:
             await asyncio.wait(running)
+
+    async def _answer_logged(self, queued: QueuedUpdate) -> None:
+        try:
+            await self.answer(queued)
+        except Exception:  # the inbox could not be told: the lease runs out and the update comes back
+            log.exception("telegram update %s in chat %s: could not finish it", queued.entry_id, queued.chat)
 
     async def answer(self, queued: QueuedUpdate) -> None:
         """Answer one update; complete it when the reply is out, give it back when it must be retried."""
