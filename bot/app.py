@@ -14,6 +14,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import redis.asyncio as redis
 import yaml
 from fastapi import FastAPI, Request
 
@@ -22,6 +23,7 @@ from bot.actions.knowledge import ShopKnowledge, money
 from bot.actions.registry import FAQ_INTENTS, build_executor
 from bot.actions.runner import ActionRunner, LocalActionRunner, RemoteActionRunner
 from bot.channels.callbacks import CallbackDelivery
+from bot.channels.frames import reply_frame
 from bot.desk import HandoffDesk, shopper_topic
 from bot.engine import Engine, EngineConfig
 from bot.operators import LoginGuard, OperatorAccounts, OperatorSessions
@@ -87,31 +89,39 @@ def open_store(settings: Settings) -> ConversationStore:
                        lock_wait_ms=state.lock_wait_ms)
 
 
-def open_seen_messages(settings: Settings) -> SeenMessages:
-    """Which client message ids were answered: in Redis when REDIS_URL is set, else in this process."""
-    ttl = settings.state.conversation_ttl_s
-    if settings.secrets.redis_url:
-        return RedisSeenMessages.from_url(settings.secrets.redis_url.reveal(), settings.state.key_prefix, ttl,
-                                          password=settings.secrets.redis_password.reveal() or None)
-    return MemorySeenMessages(ttl)
+@dataclass(frozen=True)
+class SmallStores:
+    """Client message ids already answered, the operators' inbox, short-lived values (sessions, login
+    counters) and the live-update bus."""
+
+    seen: SeenMessages
+    desk: DeskIndex
+    values: ExpiringValues
+    bus: Bus
 
 
-def open_shared(settings: Settings) -> tuple[Bus, DeskIndex, ExpiringValues]:
-    """The live-update bus, the operators' inbox and short-lived values (sessions, login counters)."""
-    url, prefix = settings.secrets.redis_url.reveal(), settings.state.key_prefix
+@asynccontextmanager
+async def open_small_stores(settings: Settings) -> AsyncIterator[SmallStores]:
+    """On Redis when REDIS_URL is set (one client for the three stores, and one for pub/sub, whose
+    listening connections must not time out), else in this process."""
+    url, prefix, ttl = settings.secrets.redis_url.reveal(), settings.state.key_prefix, settings.state.conversation_ttl_s
+    if not url:
+        yield SmallStores(MemorySeenMessages(ttl), MemoryDeskIndex(), MemoryExpiringValues(), MemoryBus())
+        return
     password = settings.secrets.redis_password.reveal() or None
-    if url:
-        ttl = settings.state.conversation_ttl_s
-        return (RedisBus.from_url(url, prefix, password), RedisDeskIndex.from_url(url, prefix, ttl, password),
-                RedisExpiringValues.from_url(url, prefix, password))
-    return MemoryBus(), MemoryDeskIndex(), MemoryExpiringValues()
+    client = redis.Redis.from_url(url, password=password, socket_timeout=5.0, socket_connect_timeout=5.0)
+    bus = RedisBus.from_url(url, prefix, password)
+    try:
+        yield SmallStores(RedisSeenMessages(client, StoreKeys(prefix), ttl), RedisDeskIndex(client, prefix, ttl),
+                          RedisExpiringValues(client, prefix), bus)
+    finally:
+        await bus.aclose()
+        await client.aclose()
 
 
 def open_review_log(settings: Settings) -> FileReviewLog | RedisReviewLog:
     """Where unsure messages are kept for labelling: Redis when REDIS_URL is set, a file otherwise."""
     if settings.secrets.redis_url:
-        import redis.asyncio as redis
-
         client = redis.Redis.from_url(settings.secrets.redis_url.reveal(), socket_timeout=5.0,
                                       password=settings.secrets.redis_password.reveal() or None)
         return RedisReviewLog(client, StoreKeys(settings.state.key_prefix).review(), settings.nlu.review_limit,
@@ -216,11 +226,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(batcher.aclose)
         store = open_store(settings)
         stack.push_async_callback(store.aclose)
-        seen = open_seen_messages(settings)
-        stack.push_async_callback(seen.aclose)
-        bus, desk_index, values = open_shared(settings)
-        for closing in (bus, desk_index, values):
-            stack.push_async_callback(closing.aclose)
+        small = await stack.enter_async_context(open_small_stores(settings))
         review: ReviewLog = open_review_log(settings)
         if isinstance(review, RedisReviewLog):
             stack.push_async_callback(review.aclose)
@@ -245,12 +251,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             unhappy_before_handoff=settings.console.unhappy_before_handoff,
         )
         safety = open_safety(settings, knowledge)
-        desk = HandoffDesk(store, desk_index, bus, safety, knowledge.answer("handback"), writer,
+        desk = HandoffDesk(store, small.desk, small.bus, safety, knowledge.answer("handback"), writer,
                            settings.state.history_limit)
-        desk.deliver_with("webchat", functools.partial(deliver_to_widget, bus))
+        desk.deliver_with("webchat", functools.partial(deliver_to_widget, small.bus))
         desk.deliver_with("rest", CallbackDelivery(store, settings.console.callback_hosts))
         engine = Engine(store, batcher, runner, knowledge, config, review, writer, safety, observer=desk)
-        yield Services(settings, engine, classifier, safety, seen, desk, open_console(settings, values), writer)
+        console = open_console(settings, small.values)
+        yield Services(settings, engine, classifier, safety, small.seen, desk, console, writer)
 
 
 def open_console(settings: Settings, values: ExpiringValues) -> Console:
@@ -262,9 +269,8 @@ def open_console(settings: Settings, values: ExpiringValues) -> Console:
 
 async def deliver_to_widget(bus: Bus, conversation: Conversation, reply: Reply) -> None:
     """An operator's message to the shopper's open widget, wherever its socket is held."""
-    await bus.publish(shopper_topic(conversation.id), {
-        "type": "reply", "reply_id": reply.id, "text": reply.text, "buttons": [], "kind": reply.kind.value,
-        "route": "operator" if reply.kind is ReplyKind.HANDOFF else reply.kind.value})
+    route = "operator" if reply.kind is ReplyKind.HANDOFF else reply.kind.value
+    await bus.publish(shopper_topic(conversation.id), reply_frame(reply, route))
 
 
 @asynccontextmanager

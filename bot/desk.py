@@ -94,9 +94,7 @@ class HandoffDesk:
 
     async def take(self, conversation_id: str, operator: str) -> dict[str, Any]:
         async with self.store.lock(conversation_id):
-            conversation = await self._load(conversation_id)
-            if conversation.mode is Mode.HUMAN and conversation.operator not in (None, operator):
-                raise DeskError(409, f"already taken by {conversation.operator}")
+            conversation = self._not_someone_elses(await self._load(conversation_id), operator)
             taken = dataclasses.replace(conversation, mode=Mode.HUMAN, operator=operator)
             await self.store.save(taken, [Event("taken", time.time(), {"operator": operator})])
         await self._publish(taken)
@@ -161,9 +159,7 @@ class HandoffDesk:
 
     async def resolve(self, conversation_id: str, operator: str) -> dict[str, Any]:
         async with self.store.lock(conversation_id):
-            conversation = await self._load(conversation_id)
-            if conversation.mode is Mode.HUMAN and conversation.operator not in (None, operator):
-                raise DeskError(409, f"{conversation.operator} is answering this conversation")
+            conversation = self._not_someone_elses(await self._load(conversation_id), operator)
             resolved = dataclasses.replace(conversation, mode=Mode.RESOLVED, operator=None)
             await self.store.save(resolved, [Event("resolved", time.time(), {"operator": operator})])
         await self._publish(resolved)
@@ -190,6 +186,12 @@ class HandoffDesk:
         conversation = await self.store.load(conversation_id)
         if conversation is None:
             raise DeskError(404, f"no conversation '{conversation_id}'")
+        return conversation
+
+    @staticmethod
+    def _not_someone_elses(conversation: Conversation, operator: str) -> Conversation:
+        if conversation.mode is Mode.HUMAN and conversation.operator not in (None, operator):
+            raise DeskError(409, f"already taken by {conversation.operator}")
         return conversation
 
     @staticmethod

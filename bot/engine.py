@@ -125,7 +125,7 @@ class Engine:
             parse, decision, replies, slots, events = await self._answer(
                 message, text, guard, conversation, None if on_draft is None else self._checked_drafts(
                     on_draft, first_id, known))
-            replies, slots, fallbacks = self._count_fallbacks(conversation, decision, replies, slots, text)
+            replies, slots, fallbacks = self._watch_for_handoff(conversation, decision, replies, slots, text)
             replies, checked = self._check(replies, known, int(conversation.slots.get(BLOCKED_REPLIES) or 0))
             replies = [dataclasses.replace(r, id=first_id if i == 0 else new_reply_id()) for i, r in enumerate(replies)]
             reason = handoff_reason({**slots, **checked.slots}, [*events, *checked.events]) or fallbacks
@@ -169,7 +169,7 @@ class Engine:
         except Exception:  # operators miss a live update; the shopper's message is stored all the same
             log.exception("conversation %s: could not notify the operators", conversation.id)
 
-    def _count_fallbacks(self, conversation: Conversation, decision: Route, replies: list[Reply],
+    def _watch_for_handoff(self, conversation: Conversation, decision: Route, replies: list[Reply],
                          slots: dict[str, object], text: str) -> tuple[list[Reply], dict[str, object], str | None]:
         """Repeated fallbacks or unhappy messages end in a handoff (see `bot.handoff.watch`)."""
         failed = decision.kind is RouteKind.FALLBACK or any(r.kind is ReplyKind.FALLBACK for r in replies)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -19,7 +20,12 @@ from bot.state.expiring import ExpiringValues
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9_.-]{1,31}")
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended cost
-_DUMMY_HASH = _HASHER.hash("an unknown user is checked against this, so both take as long")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """An unknown user is checked against this, so both take as long (made once, when first needed)."""
+    return _HASHER.hash("an unknown user is checked against this")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class OperatorAccounts:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._cached: tuple[float, dict[str, dict[str, str]]] | None = None  # (mtime, accounts)
 
     def add(self, username: str, password: str, display_name: str = "") -> Operator:
         username = username.strip().lower()
@@ -64,7 +71,7 @@ class OperatorAccounts:
         """The operator when the password is right; None otherwise (an unknown name costs the same time)."""
         account = self._read().get(username.strip().lower())
         try:
-            _HASHER.verify(account["password_hash"] if account else _DUMMY_HASH, password)
+            _HASHER.verify(account["password_hash"] if account else _dummy_hash(), password)
         except (VerificationError, InvalidHashError):
             return None
         if account is None:
@@ -76,13 +83,17 @@ class OperatorAccounts:
         return Operator(username, str(account["display_name"])) if account else None
 
     def _read(self) -> dict[str, dict[str, str]]:
+        """The accounts, parsed again only when the file changed (every console request asks)."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
             return {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{self.path}: not an operator accounts file")
-        return data
+        if self._cached is None or self._cached[0] != mtime:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"{self.path}: not an operator accounts file")
+            self._cached = (mtime, data)
+        return dict(self._cached[1])
 
     def _write(self, accounts: dict[str, dict[str, str]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -82,6 +83,14 @@ class Console:
         return [{k: str(r.get(k, "")) for k in ("shortcut", "title", "text")} for r in data.get("responses", [])]
 
 
+def _asset(name: str, media: str) -> Callable[[], Awaitable[FileResponse]]:
+    """A handler for one fixed file (no parameters: nothing in the request can choose the path)."""
+    async def asset() -> FileResponse:
+        return FileResponse(STATIC / name, media_type=media, headers={"Cache-Control": "no-cache"})
+
+    return asset
+
+
 def _desk(request: Request | WebSocket) -> HandoffDesk:
     desk: HandoffDesk = request.state.services.desk
     return desk
@@ -98,11 +107,7 @@ def build_router() -> APIRouter:
     for name, media in (("console.html", "text/html"), ("console.js", "application/javascript"),
                         ("console.css", "text/css")):
         path = "" if name == "console.html" else f"/{name}"
-
-        async def asset(file: str = name, kind: str = media) -> FileResponse:
-            return FileResponse(STATIC / file, media_type=kind, headers={"Cache-Control": "no-cache"})
-
-        router.add_api_route(path, asset, methods=["GET"], include_in_schema=False)
+        router.add_api_route(path, _asset(name, media), methods=["GET"], include_in_schema=False)
 
     @router.post("/api/login", tags=["console"])
     async def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]:

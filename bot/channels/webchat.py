@@ -24,6 +24,7 @@ from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 
+from bot.channels.frames import reply_frame
 from bot.channels.webchat_session import open_session, sign_session, verified_customer
 from bot.desk import HandoffDesk, shopper_topic
 from bot.engine import Engine, InputRejected
@@ -186,9 +187,7 @@ class WebChat:
                         text="Sorry, I couldn't process that just now. Please send it again in a moment.")
             replies = []
         for reply in replies:
-            await desk.bus.publish(topic, {"type": "reply", "reply_id": reply.id, "text": reply.text,
-                                           "kind": reply.kind.value, "route": reply.kind.value,
-                                           "buttons": reply.to_json()["buttons"]})
+            await desk.bus.publish(topic, reply_frame(reply, reply.kind.value))
         await desk.bus.publish(topic, {"type": "typing", "on": False, "who": "bot"})
 
     async def _slow_down(self, socket: WebSocket, conversation_id: str) -> None:

@@ -74,7 +74,10 @@ class MemoryDeskIndex:
 
 
 class RedisDeskIndex:
-    """Items as JSON in one hash; open and resolved conversations in two sorted sets by last activity."""
+    """Items as JSON in one hash; open and resolved conversations in two sorted sets by last activity.
+
+    `client` is the caller's to close.
+    """
 
     def __init__(self, client: redis.Redis, prefix: str, ttl_s: int) -> None:
         self._client = client
@@ -82,11 +85,6 @@ class RedisDeskIndex:
         self._open = f"{prefix}:desk:open"
         self._resolved = f"{prefix}:desk:resolved"
         self._ttl_s = ttl_s
-
-    @classmethod
-    def from_url(cls, url: str, prefix: str, ttl_s: int, password: str | None = None) -> RedisDeskIndex:
-        client = redis.Redis.from_url(url, password=password, socket_timeout=5.0, socket_connect_timeout=5.0)
-        return cls(client, prefix, ttl_s)
 
     async def put(self, item: DeskItem) -> None:
         async with self._client.pipeline(transaction=True) as pipe:
@@ -117,4 +115,4 @@ class RedisDeskIndex:
         return [i for i in items if i.in_view(view, operator)][:limit]
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        return None  # the shared client is closed by whoever opened it

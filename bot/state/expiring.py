@@ -52,16 +52,14 @@ class MemoryExpiringValues:
 
 
 class RedisExpiringValues:
-    """On Redis under `<prefix>:kv:`; TTL set in the same command (or transaction) that writes."""
+    """On Redis under `<prefix>:kv:`; TTL set in the same command (or transaction) that writes.
+
+    `client` is the caller's to close.
+    """
 
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-
-    @classmethod
-    def from_url(cls, url: str, prefix: str, password: str | None = None) -> RedisExpiringValues:
-        client = redis.Redis.from_url(url, password=password, socket_timeout=5.0, socket_connect_timeout=5.0)
-        return cls(client, prefix)
 
     async def get(self, key: str) -> str | None:
         value = await self._client.get(self._key(key))
@@ -81,7 +79,7 @@ class RedisExpiringValues:
         return int(count)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        return None  # the shared client is closed by whoever opened it
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}:kv:{key}"

@@ -40,21 +40,16 @@ class MemorySeenMessages:
 
 
 class RedisSeenMessages:
-    """`SeenMessages` on Redis (`SET NX EX`), shared by every worker. It owns `client`."""
+    """`SeenMessages` on Redis (`SET NX EX`), shared by every worker. `client` is the caller's to close."""
 
     def __init__(self, client: redis.Redis, keys: StoreKeys, ttl_s: int) -> None:
         self._client = client
         self._keys = keys
         self._ttl_s = ttl_s
 
-    @classmethod
-    def from_url(cls, url: str, prefix: str, ttl_s: int, password: str | None = None) -> RedisSeenMessages:
-        client = redis.Redis.from_url(url, password=password, socket_timeout=5.0, socket_connect_timeout=5.0)
-        return cls(client, StoreKeys(prefix), ttl_s)
-
     async def first_time(self, conversation_id: str, message_id: str) -> bool:
         key = self._keys.message_seen(conversation_id, message_id)
         return bool(await self._client.set(key, "1", nx=True, ex=self._ttl_s))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        return None  # the shared client is closed by whoever opened it

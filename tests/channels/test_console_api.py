@@ -252,3 +252,11 @@ def test_the_operator_reply_is_posted_to_a_rest_client_s_callback(tmp_path: Path
     assert received == [{"conversation_id": "app-1", "reply": {
         "text": "Alice here, how can I help?", "buttons": [], "kind": "handoff", "id": received[0]["reply"]["id"],
         "route": "operator"}}]
+
+
+def test_the_console_pages_serve_only_their_own_files(client: TestClient) -> None:
+    page = client.get("/console")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    script = client.get("/console/console.js?file=../../../pyproject.toml&kind=text/plain")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "[project]" not in script.text, "a query string cannot pick another file"

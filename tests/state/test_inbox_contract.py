@@ -18,21 +18,12 @@ InboxFactory = Callable[..., UpdateInbox]
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def make_inbox(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[InboxFactory]:
+def make_inbox(request: pytest.FixtureRequest, make_redis_inbox: InboxFactory) -> InboxFactory:
     """A factory of inboxes sharing one backend (for Redis: several workers of one deployment)."""
-    opened: list[UpdateInbox] = []
+    if request.param == "redis":
+        return make_redis_inbox
     shared = MemoryInbox()
-
-    def factory(consumer: str = "worker-1", **options: Any) -> UpdateInbox:
-        if request.param == "memory":
-            return shared
-        inbox = RedisInbox.from_url(redis_url(), redis_prefix, "telegram", consumer, **options)
-        opened.append(inbox)
-        return inbox
-
-    yield factory
-    for inbox in opened:
-        await inbox.aclose()
+    return lambda consumer="worker-1", **options: shared
 
 
 @pytest.fixture
