@@ -29,6 +29,10 @@ from nlu.evaluate import intent_report
 from nlu.ood import DEFAULT_KEEP_RATE, OutOfScopeDetector, keep_threshold
 from nlu.runtime import ONNX_FILE, OnnxEncoder, TorchEncoder, export_onnx
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+#: with `length_buckets`, messages are sorted by length within pools of this many batches
+BUCKET_POOL = 50
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -46,6 +50,12 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = torch's default
     ood_keep_rate: float = DEFAULT_KEEP_RATE  # in-scope validation share the out-of-scope threshold keeps
     noise_rate: float = 0.3  # share of training messages seen with typos each epoch (`nlu.augment`)
+    precision: str = "fp32"  # or "bf16": autocast the forward pass (AMX/AVX-512 CPUs run it faster)
+    length_buckets: bool = False  # batch messages of similar length together: far less padding
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -152,7 +162,7 @@ def _fit(
     progress: bool,
     validate: Callable[[], dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """The plain loop: shuffled batches, dynamic padding, AdamW, linear warmup and decay."""
+    """The plain loop: shuffled batches, dynamic padding, AdamW, linear warmup and decay, optional bf16."""
     index = {label: i for i, label in enumerate(labels)}
     total_steps = -(-len(train) // config.batch_size) * config.epochs
     groups = _parameter_groups(model, config.weight_decay)
@@ -165,13 +175,18 @@ def _fit(
     )
     order = torch.Generator().manual_seed(config.seed)
     noise = random.Random(config.seed)
+    lengths = [len(ids) for ids in tokenizer([e.text for e in train], truncation=True,
+                                             max_length=config.max_length)["input_ids"]]
+    autocast = PRECISIONS[config.precision]
     history: list[dict[str, Any]] = []
     with tqdm(total=total_steps, desc="intents", unit="step", disable=not progress) as bar:
         for epoch in range(1, config.epochs + 1):
             model.train()
             losses = []
-            for inputs, targets in _batches(train, index, tokenizer, config, order, noise):
-                loss = model(**inputs, labels=targets).loss
+            for chosen in _batch_order(lengths, config, order):
+                inputs, targets = _batch([train[i] for i in chosen], index, tokenizer, config, noise)
+                with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                    loss = model(**inputs, labels=targets).loss
                 loss.backward()
                 optimizer.step()
                 schedule.step()
@@ -184,31 +199,41 @@ def _fit(
     return history
 
 
-def _batches(
-    train: Sequence[Example],
-    index: dict[str, int],
-    tokenizer: Any,
-    config: TrainConfig,
-    order: torch.Generator,
-    noise: random.Random,
-) -> Iterator[tuple[Any, torch.Tensor]]:
-    """One epoch of shuffled, dynamically padded batches (each padded to its longest message).
+def _batch_order(lengths: Sequence[int], config: TrainConfig, order: torch.Generator) -> list[list[int]]:
+    """One epoch of shuffled batches, as indices into the training examples.
+
+    With `config.length_buckets`, each pool of `BUCKET_POOL` shuffled batches is sorted by
+    message length before it is cut, and the batches are shuffled again: every batch is padded
+    to its longest message, and on BANKING77 random batches pad a 16-token mean to 47 tokens.
+    """
+    size = config.batch_size
+    shuffled: list[int] = torch.randperm(len(lengths), generator=order).tolist()
+    if not config.length_buckets:
+        return [shuffled[start : start + size] for start in range(0, len(shuffled), size)]
+    batches: list[list[int]] = []
+    for start in range(0, len(shuffled), size * BUCKET_POOL):
+        pool = sorted(shuffled[start : start + size * BUCKET_POOL], key=lengths.__getitem__)
+        batches += [pool[i : i + size] for i in range(0, len(pool), size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=order).tolist()]
+
+
+def _batch(
+    chosen: Sequence[Example], index: dict[str, int], tokenizer: Any, config: TrainConfig, noise: random.Random
+) -> tuple[Any, torch.Tensor]:
+    """One batch, padded to its longest message.
 
     A `config.noise_rate` share of the messages is written carelessly this epoch (`noisy`), every
     intent alike, so that typos say nothing about the intent, and least of all "out of scope".
     """
-    shuffled: list[int] = torch.randperm(len(train), generator=order).tolist()
-    for start in range(0, len(shuffled), config.batch_size):
-        chosen = [train[i] for i in shuffled[start : start + config.batch_size]]
-        texts = [noisy(e.text, noise) if noise.random() < config.noise_rate else e.text for e in chosen]
-        inputs = tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=config.max_length,
-            return_tensors="pt",
-        )  # input_ids, attention_mask: (batch, longest message in the batch)
-        yield inputs, torch.tensor([index[e.intent] for e in chosen])  # targets: (batch,)
+    texts = [noisy(e.text, noise) if noise.random() < config.noise_rate else e.text for e in chosen]
+    inputs = tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=config.max_length,
+        return_tensors="pt",
+    )  # input_ids, attention_mask: (batch, longest message in the batch)
+    return inputs, torch.tensor([index[e.intent] for e in chosen])  # targets: (batch,)
 
 
 def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

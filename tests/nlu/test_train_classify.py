@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from nlu import Parse
 from nlu.classifier import METADATA_FILE, IntentClassifier, ModelNotFoundError
@@ -14,8 +17,10 @@ from nlu.evaluate import evaluate_intents, intent_report
 from nlu.ood import DETECTOR_FILE
 from nlu.runtime import ONNX_FILE
 from nlu.train import (
+    BUCKET_POOL,
     TrainConfig,
     TrainResult,
+    _batch_order,
     bundled_base_model,
     resolve_base_model,
     train_intents,
@@ -109,6 +114,41 @@ def test_retraining_replaces_the_artifact_and_is_reproducible(
     assert again.val_accuracy == trained.val_accuracy
     first = json.loads((trained.output_dir / METADATA_FILE).read_text())["history"]
     assert json.loads((output / METADATA_FILE).read_text())["history"] == first
+
+
+def test_length_buckets_pad_less_and_still_use_every_message_once() -> None:
+    rng = random.Random(3)
+    lengths = [rng.choice([4, 8, 16, 48]) for _ in range(4 * 8 * BUCKET_POOL + 5)]
+    plain = _batch_order(lengths, TrainConfig(batch_size=8), torch.Generator().manual_seed(1))
+    config = TrainConfig(batch_size=8, length_buckets=True)
+    bucketed = _batch_order(lengths, config, torch.Generator().manual_seed(1))
+
+    for order in (plain, bucketed):
+        assert sorted(i for batch in order for i in batch) == list(range(len(lengths)))
+
+    def padded(order: list[list[int]]) -> int:
+        return sum(len(batch) * max(lengths[i] for i in batch) for batch in order)
+
+    assert padded(bucketed) < 0.6 * padded(plain)
+    again = _batch_order(lengths, config, torch.Generator().manual_seed(1))
+    assert again == bucketed  # seeded: reproducible
+    maxima = [max(lengths[i] for i in batch) for batch in bucketed]
+    assert maxima != sorted(maxima)  # the batches themselves are shuffled, not served shortest first
+
+
+def test_bf16_training_learns_too(tiny_base: Path, tmp_path: Path) -> None:
+    config = replace(tiny_training(tiny_base), precision="bf16", length_buckets=True)
+
+    result = train_intents(keyword_examples(), tmp_path / "bf16", config, progress=False)
+
+    assert result.val_accuracy is not None and result.val_accuracy >= 0.8
+    metadata = json.loads((tmp_path / "bf16" / METADATA_FILE).read_text())
+    assert metadata["hyperparameters"]["precision"] == "bf16"
+
+
+def test_an_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
 
 
 def test_training_needs_two_intents(tiny_base: Path, tmp_path: Path) -> None:
