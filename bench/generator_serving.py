@@ -130,7 +130,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     generator = Generator.load(args.model, sampling)
     prompts = [generator.prompt(s.passages, s.history).text for s in validation[: args.requests]]
     generator.generate(prompts[:2])  # warm-up
-    base = bench_baseline(generator, prompts, args.max_new_tokens)
+    base = bench_baseline(generator, prompts, args.max_new_tokens)  # torch's default threads
+    baseline_threads = torch.get_num_threads()
+    if settings.generation.threads > 0:  # as `shopbot serve` runs it
+        torch.set_num_threads(settings.generation.threads)
     ours = asyncio.run(bench_ours(generator, prompts))
     alone = [generator.generate([p])[0] for p in prompts[:8]]
     same = sum(a == b for a, b in zip(generator.generate(prompts[:8]), alone, strict=True))
@@ -154,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     context = (f"{len(prompts)} prompts from the held-out corpus split, greedy, at most {args.max_new_tokens} new "
                f"tokens; model {args.model} ({sum(p.numel() for p in generator.model.parameters()) / 1e6:.1f} M "
-               f"parameters); torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+               f"parameters); torch {torch.__version__}, {baseline_threads} threads for the baseline and "
+               f"{torch.get_num_threads()} for ShopBot (`generation.threads`), {os.cpu_count()} CPUs; "
                f"load average before the run {load_before}.")
     with args.results.open("a", encoding="utf-8") as handle:
         command = "python bench/generator_serving.py " + " ".join(sys.argv[1:])

@@ -1,11 +1,11 @@
 """One batch of replies being decoded, which rows may join and leave between steps.
 
 Each step samples one token for every row from the logits of the step before, hands out the text
-that is now certain, drops the rows that ended and runs the model once on the new tokens, reusing
-the attention keys and values of everything before (the KV cache). Prompts are padded on the left
-so every row's next token sits in the same column; a row that joins is prefilled on its own and
-its cache is padded and stacked under the others (continuous batching): a request that arrives
-while others are being decoded starts at the next step instead of waiting for the whole batch.
+that is now certain, frees the slots of the rows that ended and runs the model once on the new
+tokens, reusing the attention keys and values of everything before (the KV cache). Prompts are
+padded on the left so every row's next token sits in the same column; a row that joins is
+prefilled on its own and takes a free slot (continuous batching): a request that arrives while
+others are being decoded starts at the next step instead of waiting for the whole batch.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import torch
 
 from generation.constraints import NumberCopy, ban
 from generation.sampling import SamplingSettings, next_tokens
+
+#: unused columns on the left of the cache that are cut (a copy of the cache) once there are this many
+TRIM_COLUMNS = 48
 
 
 @dataclass(eq=False)
@@ -43,7 +46,15 @@ class Row:
 
 
 class DecodingBatch:
-    """The rows decoded together, their KV cache, attention mask, positions and next-token logits."""
+    """The rows decoded together, their KV cache, attention mask, positions and next-token logits.
+
+    Rows live in slots (one row of the cache, mask, positions and logits each). A row that ends
+    frees its slot without touching the cache; a row that joins is prefilled on its own and written
+    into a free slot, right-aligned at the current column, its earlier columns masked out. Only
+    when there is no free slot (or its prompt is wider than the batch) is its cache stacked under
+    the others, and only when most slots are free are they compacted away: copying the cache on
+    every join and end took a fifth of the time of a busy batch.
+    """
 
     def __init__(self, model: Any, tokenizer: Any, end_id: int, pad_id: int,
                  rng: torch.Generator | None = None) -> None:
@@ -52,15 +63,24 @@ class DecodingBatch:
         self.end_id = end_id
         self.pad_id = pad_id
         self.rng = rng
-        self.rows: list[Row] = []
+        self.slots: list[Row | None] = []  # None: a free slot
+        self._reset()
+
+    @property
+    def rows(self) -> list[Row]:
+        """The rows being decoded, in slot order."""
+        return [row for row in self.slots if row is not None]
+
+    def _reset(self) -> None:
+        self.slots = []
         self._cache: Any = None
-        self._mask = torch.zeros((0, 0), dtype=torch.long)  # (rows, cached columns)
-        self._positions = torch.zeros((0, 1), dtype=torch.long)  # (rows, 1): each row's last position
-        self._logits = torch.zeros((0, 0))  # (rows, vocab): what the next token is sampled from
+        self._mask = torch.zeros((0, 0), dtype=torch.long)  # (slots, cached columns)
+        self._positions = torch.zeros((0, 1), dtype=torch.long)  # (slots, 1): each slot's last position
+        self._logits = torch.zeros((0, 0))  # (slots, vocab): what the next token is sampled from
 
     @torch.inference_mode()
     def add(self, prompts: Sequence[str], rows: Sequence[Row]) -> None:
-        """Prefill `prompts` (one per row) and stack them under the rows being decoded."""
+        """Prefill `prompts` (one per row) and put the rows into free slots, or new ones."""
         encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] or [self.end_id] for p in prompts]
         longest = max(map(len, encoded))
         ids = torch.full((len(encoded), longest), self.pad_id, dtype=torch.long)
@@ -72,14 +92,29 @@ class DecodingBatch:
         # Only the last position's logits are needed: the LM head is a third of the model's weights.
         output = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                             logits_to_keep=1)
-        if self.rows:
-            self._mask = _stack_left_padded(self._cache, self._mask, output.cache, mask)
-        else:
-            self._cache, self._mask = output.cache, mask
-        self._positions = torch.cat([self._positions, positions[:, -1:]])
         logits = output.logits[:, -1].float()
-        self._logits = torch.cat([self._logits, logits]) if self.rows else logits
-        self.rows += rows
+        if not self.slots:
+            self._cache, self._mask, self._positions, self._logits = output.cache, mask, positions[:, -1:], logits
+            self.slots = list(rows)
+            return
+        width = self._mask.shape[1]
+        free = [i for i, row in enumerate(self.slots) if row is None] if longest <= width else []
+        placed = min(len(free), len(rows))
+        for new, slot in enumerate(free[:placed]):
+            for layer, fresh in zip(self._cache.layers, output.cache.layers, strict=True):
+                layer.keys[slot, :, width - longest:] = fresh.keys[new]
+                layer.values[slot, :, width - longest:] = fresh.values[new]
+            self._mask[slot] = 0
+            self._mask[slot, width - longest:] = mask[new]
+            self._positions[slot] = positions[new, -1]
+            self._logits[slot] = logits[new]
+            self.slots[slot] = rows[new]
+        if placed < len(rows):
+            rest = torch.arange(placed, len(rows))
+            self._mask = _stack_left_padded(self._cache, self._mask, _Rows(output.cache, rest), mask[rest])
+            self._positions = torch.cat([self._positions, positions[rest, -1:]])
+            self._logits = torch.cat([self._logits, logits[rest]])
+            self.slots += rows[placed:]
 
     @torch.inference_mode()
     def step(self, advance: Callable[[Row, int], str]) -> list[tuple[Row, str]]:
@@ -88,52 +123,76 @@ class DecodingBatch:
         `advance(row, token)` records the token and returns the text now certain (it sets
         `row.done` when the reply ends).
         """
-        logits = self._logits
-        if any(row.copy for row in self.rows):
-            logits = ban(logits.clone(), [row.copy for row in self.rows])
-        chosen = self._sample(logits)
+        occupied = [(i, row) for i, row in enumerate(self.slots) if row is not None]
+        live, rows = [i for i, _ in occupied], [row for _, row in occupied]
+        logits = self._logits[live]  # a copy: banning tokens in it leaves the batch's logits alone
+        if any(row.copy for row in rows):
+            logits = ban(logits, [row.copy for row in rows])
+        chosen = torch.full((len(self.slots),), self.pad_id, dtype=torch.long)  # free slots write padding
+        chosen[live] = self._sample(logits, rows)
         pieces = []
-        for row, token in zip(self.rows, chosen.tolist(), strict=True):
+        for slot, row, token in zip(live, rows, chosen[live].tolist(), strict=True):
             if row.cancelled is not None and row.cancelled.is_set():
                 row.done = True
-                continue
-            if row.copy is not None:
-                row.copy.advance(token)
-            pieces.append((row, advance(row, token)))
-        keep = [i for i, row in enumerate(self.rows) if not row.done]
-        if len(keep) < len(self.rows):
-            self._keep(torch.tensor(keep, dtype=torch.long))
-            chosen = chosen[keep]
-        if self.rows:
-            self._mask = torch.cat([self._mask, torch.ones((len(self.rows), 1), dtype=self._mask.dtype)], dim=1)
-            self._positions = self._positions + 1
-            output = self.model(input_ids=chosen[:, None], attention_mask=self._mask, position_ids=self._positions,
-                                cache=self._cache, use_cache=True)
-            self._cache, self._logits = output.cache, output.logits[:, -1].float()
+            else:
+                if row.copy is not None:
+                    row.copy.advance(token)
+                pieces.append((row, advance(row, token)))
+            if row.done:
+                self.slots[slot] = None
+        remaining = sum(row is not None for row in self.slots)
+        if not remaining:
+            self._reset()
+            return pieces
+        # Mostly free slots (no need to compute them), or many columns on the left that no row
+        # reads any more (attention would keep paying for them): copy what is used, once.
+        if remaining < len(self.slots) - remaining or self._first_used_column() >= TRIM_COLUMNS:
+            chosen = self._compact(chosen)
+        self._mask = torch.cat([self._mask, torch.ones((len(self.slots), 1), dtype=self._mask.dtype)], dim=1)
+        self._positions = self._positions + 1
+        output = self.model(input_ids=chosen[:, None], attention_mask=self._mask, position_ids=self._positions,
+                            cache=self._cache, use_cache=True)
+        self._cache, self._logits = output.cache, output.logits[:, -1].float()
         return pieces
 
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+    def _sample(self, logits: torch.Tensor, rows: Sequence[Row]) -> torch.Tensor:
         """One token per row; rows with the same settings are sampled together."""
-        chosen = torch.zeros(len(self.rows), dtype=torch.long)
+        chosen = torch.zeros(len(rows), dtype=torch.long)
         groups: dict[SamplingSettings, list[int]] = {}
-        for i, row in enumerate(self.rows):
+        for i, row in enumerate(rows):
             groups.setdefault(row.settings, []).append(i)
         for settings, members in groups.items():
-            chosen[members] = next_tokens(logits[members], [self.rows[i].ids for i in members], settings, self.rng)
+            chosen[members] = next_tokens(logits[members], [rows[i].ids for i in members], settings, self.rng)
         return chosen
 
-    def _keep(self, index: torch.Tensor) -> None:
-        """Only the rows at `index`; columns that are padding in every remaining row are cut."""
-        self.rows = [self.rows[i] for i in index.tolist()]
-        if not self.rows:
-            self._cache, self._mask = None, torch.zeros((0, 0), dtype=torch.long)
-            self._positions, self._logits = torch.zeros((0, 1), dtype=torch.long), torch.zeros((0, 0))
-            return
-        self._mask, self._positions = self._mask[index], self._positions[index]
-        start = int(self._mask.any(dim=0).long().argmax())  # the first column some row still uses
+    def _first_used_column(self) -> int:
+        """The first column a row being decoded still attends to."""
+        live = [i for i, row in enumerate(self.slots) if row is not None]
+        return int(self._mask[live].any(dim=0).long().argmax())
+
+    def _compact(self, chosen: torch.Tensor) -> torch.Tensor:
+        """Only the occupied slots; columns that no row uses any more are cut. The tokens of those slots."""
+        start = self._first_used_column()
+        index = torch.tensor([i for i, row in enumerate(self.slots) if row is not None], dtype=torch.long)
+        self.slots = [self.slots[i] for i in index.tolist()]
+        self._mask, self._positions, self._logits = self._mask[index], self._positions[index], self._logits[index]
         self._mask = self._mask[:, start:]
         for layer in self._cache.layers:
             layer.keys, layer.values = layer.keys[index, :, start:], layer.values[index, :, start:]
+        return chosen[index]
+
+
+class _Rows:
+    """Some rows of a cache, shaped like one (`.layers[i].keys/.values`)."""
+
+    def __init__(self, cache: Any, index: torch.Tensor) -> None:
+        self.layers = [_Layer(layer.keys[index], layer.values[index]) for layer in cache.layers]
+
+
+@dataclass
+class _Layer:
+    keys: torch.Tensor
+    values: torch.Tensor
 
 
 def _stack_left_padded(cache: Any, mask: torch.Tensor, new_cache: Any, new_mask: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from generation.constraints import NumberCopy, TokenDigits
 from generation.decoding import DecodingBatch, Row
+from generation.fastpath import CompactForward
 from generation.prompt import END, Prompt, build_prompt
 from generation.sampling import SamplingSettings
 
@@ -45,6 +46,9 @@ class Generator:
     def __init__(self, model: Any, tokenizer: Any, settings: SamplingSettings = SamplingSettings(),
                  seed: int | None = None) -> None:
         self.model = model.eval()
+        # What decoding calls: the same weights without transformers' per-call machinery where
+        # the architecture allows it (`generation.fastpath`), else the model itself.
+        self.forward = CompactForward(model) if CompactForward.supports(model) else model
         self.tokenizer = tokenizer
         self.settings = settings
         self._seed = seed
@@ -133,7 +137,7 @@ class Generator:
     def batch(self) -> DecodingBatch:
         """An empty batch that rows (`row`) can join and leave between steps."""
         rng = torch.Generator().manual_seed(self._seed) if self._seed is not None else None
-        return DecodingBatch(self.model, self.tokenizer, self._end_id, self._pad_id, rng)
+        return DecodingBatch(self.forward, self.tokenizer, self._end_id, self._pad_id, rng)
 
     def row(self, settings: SamplingSettings | None = None, sources: Sequence[str] | None = None,
             cancelled: threading.Event | None = None, owner: object = None) -> Row:

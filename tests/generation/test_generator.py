@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from generation.decoding import Row
 from generation.generator import METADATA_FILE, Generator, GeneratorNotFoundError, StreamingGenerator
 from generation.prompt import BOT, END, KNOWLEDGE, SPECIAL_TOKENS, USER
 from generation.sampling import SamplingSettings, next_tokens
@@ -163,6 +164,37 @@ async def test_a_request_joins_the_batch_being_decoded_and_gets_the_reply_it_get
 
     assert list(replies) == alone  # joining mid-way changes nobody's reply (padding is masked)
     assert streaming.batch_sizes[:2] == [1, 2]  # the second request joined the running batch
+
+
+def test_a_finished_rows_slot_is_taken_by_the_next_request_with_the_same_reply(tiny_dir: Path) -> None:
+    generator = Generator.load(tiny_dir, replace(GREEDY, max_new_tokens=30, stop=()))
+    short = replace(GREEDY, max_new_tokens=2, stop=())
+    prompts = [PROMPTS[0], PROMPTS[1], f"{USER} where is my parcel? {BOT}", f"{USER} thanks {BOT}"]
+    alone = [generator.generate([p])[0] for p in prompts]
+    batch = generator.batch()
+    rows = [generator.row(), generator.row(short), generator.row()]
+    batch.add(prompts[:2], rows[:2])
+    texts: dict[int, str] = {}
+
+    def run_until(done: Row) -> None:
+        while not done.done:
+            for row, piece in batch.step(generator.advance):
+                texts[id(row)] = texts.get(id(row), "") + piece
+
+    run_until(rows[1])  # the short reply ends: its slot is free, nothing is copied
+    assert len(batch.slots) == 2 and batch.rows == [rows[0]]
+    batch.add([prompts[2]], [rows[2]])  # joins in that slot, its earlier columns masked out
+    assert batch.slots == [rows[0], rows[2]]
+    last = generator.row()
+    batch.add([prompts[3]], [last])  # no free slot: a new one
+    assert len(batch.slots) == 3
+    for row in (rows[0], rows[2], last):
+        run_until(row)
+
+    assert texts[id(rows[0])].strip() == alone[0]
+    assert texts[id(rows[2])].strip() == alone[2]
+    assert texts[id(last)].strip() == alone[3]
+    assert batch.slots == [] and batch.rows == []  # all done: the batch is empty again
 
 
 def test_the_model_finds_its_own_greedy_reply_more_fluent_than_shuffled_words(tiny_dir: Path) -> None:
