@@ -168,6 +168,7 @@ def open_safety(settings: Settings, knowledge: ShopKnowledge) -> SafetyFilter:
     public = tuple(sorted({t[a:b] for t in texts for _, a, b in find_personal_data(t)}))
     website = urlsplit(str(knowledge.facts["shop"].get("website", ""))).hostname
     policy = SafetyPolicy(max_chars=settings.messages.max_chars, threshold=s.threshold,
+                          input_threshold=s.input_threshold,
                           allowed_hosts=tuple(h for h in (website, *s.allowed_hosts) if h), public_contacts=public)
     return SafetyFilter(policy, harm)
 

@@ -14,7 +14,8 @@ from nlu.classifier import METADATA_FILE
 def train_safety(settings: Settings, args: argparse.Namespace) -> None:
     import yaml
 
-    from generation.safety.classifier import calibrate, training_examples
+    from generation.safety.classifier import calibrate, development_examples, training_examples
+    from generation.safety.evaluate import load_rows
     from nlu.dataset import stratified_split
     from nlu.train import TrainConfig, train_intents
 
@@ -32,10 +33,22 @@ def train_safety(settings: Settings, args: argparse.Namespace) -> None:
     print(f"training the safety classifier on {len(examples)} texts from {source}...")
     config = TrainConfig(epochs=args.epochs or s.epochs, threads=settings.nlu.threads)
     result = train_intents(examples, output, config)
-    # The same held-out split training scored: the threshold lets 99 % of its safe texts through.
-    calibration = calibrate(output, stratified_split(examples, config.validation_fraction, config.seed)[1])
-    print(f"saved to {result.output_dir} in {result.train_seconds:.0f} s: harm threshold {calibration['threshold']}; "
-          f"share flagged per held-out category: {calibration['validation_flagged']}")
+    # The thresholds let 99.5 % of the development set's safe replies (97 % of its safe messages)
+    # through; without one, the
+    # held-out split training scored (small, and with the tweets' noisy labels: a rougher estimate).
+    if s.calibration.is_file():
+        try:
+            held_out, source = development_examples(load_rows(s.calibration)), str(s.calibration)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read the calibration set: {exc}") from exc
+    else:
+        held_out = stratified_split(examples, config.validation_fraction, config.seed)[1]
+        source = "held-out split"
+    calibration = calibrate(output, held_out, source=source)
+    print(f"saved to {result.output_dir} in {result.train_seconds:.0f} s; harm thresholds set on {source}: "
+          f"replies {calibration['threshold']:.3f}, messages {calibration['input_threshold']:.3f}")
+    print(f"share flagged per category there at the reply threshold: {calibration['flagged_at_threshold']}")
+    print(f"... and at the message threshold: {calibration['flagged_at_input_threshold']}")
 
 
 def evaluate_safety(settings: Settings, args: argparse.Namespace) -> int:

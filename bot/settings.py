@@ -110,7 +110,7 @@ class GenerationSettings:
     max_batch: int = 8  # concurrent replies decoded together
     description_candidates: int = 4  # descriptions sampled per request; the one stating the most attributes wins
     answer_candidates: int = 3  # replies sampled per question; a grounded one the model finds most fluent wins
-    threads: int = 0
+    threads: int = 1  # torch threads when serving; 0: torch's default (all cores)
     train: GenerationTrainSettings = field(default_factory=GenerationTrainSettings)
 
 
@@ -145,13 +145,17 @@ class DataSettings:
 @dataclass(frozen=True)
 class SafetySettings:
     model_dir: Path = Path("models/safety")  # written by `shopbot train safety`; without it only rules run
-    threshold: float = 0.0  # total harm score that blocks a reply / flags a message; 0: calibrated in training
+    threshold: float = 0.0  # total harm score that blocks a reply; 0: calibrated in training
+    input_threshold: float = 0.0  # total harm score that flags a shopper's message; 0: calibrated in training
     allowed_hosts: tuple[str, ...] = ()  # links to these (and the shop's website) stay in replies
     max_blocks: int = 2  # blocked replies in one conversation before it is handed to a person
-    data: Path = Path("data/safety/train.yml")  # written training examples
+    data: Path = Path("data/safety/train")  # written training examples: a YAML file or a directory of them
     davidson: Path = Path("../shared/datasets/davidson/labeled_data.csv")  # optional extra training data
     davidson_per_class: int = 600
     epochs: int = 4
+    # Development set whose safe replies and messages set the thresholds in training; when the
+    # file is missing, the held-out split of the training data does.
+    calibration: Path = Path("data/safety/dev_classifier.csv")
 
 
 @dataclass(frozen=True)
@@ -245,7 +249,8 @@ class Settings:
                                          templates=_resolve(self.generation.templates, root))
         safety = dataclasses.replace(self.safety, model_dir=_resolve(self.safety.model_dir, root),
                                      data=_resolve(self.safety.data, root),
-                                     davidson=_resolve(self.safety.davidson, root))
+                                     davidson=_resolve(self.safety.davidson, root),
+                                     calibration=_resolve(self.safety.calibration, root))
         console = dataclasses.replace(self.console, operators_file=_resolve(self.console.operators_file, root),
                                       canned=_resolve(self.console.canned, root))
         return dataclasses.replace(self, data=DataSettings(**data), nlu=nlu, generation=generation, safety=safety,
@@ -390,6 +395,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "generation.description_candidates": (1, 32),
     "generation.answer_candidates": (1, 16),
     "safety.threshold": (0.0, 1.0),
+    "safety.input_threshold": (0.0, 1.0),
     "safety.max_blocks": (1, 100),
     "safety.davidson_per_class": (0, 100_000),
     "safety.epochs": (1, 100),

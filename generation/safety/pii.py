@@ -79,21 +79,30 @@ def find(text: str) -> list[tuple[str, int, int]]:
     return sorted(spans, key=lambda span: span[1])
 
 
-def mask_foreign(text: str, known: Iterable[str]) -> tuple[str, list[str]]:
+def mask_foreign(text: str, known: Iterable[str], own_domains: Iterable[str] = ()) -> tuple[str, list[str]]:
     """`text` with personal data that appears in none of the `known` texts masked; the kinds masked.
 
     `known` is what may be repeated: the shopper's own messages and details in this conversation
     and the shop's public contact data. Compared without spaces and case ("+49 30 555" = "+4930555").
+    Email addresses at one of `own_domains` (or a subdomain) are the shop's own ("noreply@shop.example").
     """
     seen = " ".join(_squash(k) for k in known)
+    domains = tuple(d.lower().removeprefix("www.") for d in own_domains if d)
     masked, kinds, last = [], [], 0
     for kind, start, end in find(text):
         if _squash(text[start:end]) in seen:
+            continue
+        if kind == "email" and _at_domain(text[start:end], domains):
             continue
         masked += [text[last:start], _KINDS[kind]]
         kinds.append(kind)
         last = end
     return "".join(masked) + text[last:], kinds
+
+
+def _at_domain(email: str, domains: tuple[str, ...]) -> bool:
+    host = email.rpartition("@")[2].lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in domains)
 
 
 def _squash(text: str) -> str:

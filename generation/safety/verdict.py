@@ -49,7 +49,8 @@ class Verdict:
 
 
 class HarmScorer(Protocol):
-    threshold: float  # the total harm score at which a text is harmful
+    threshold: float  # the total harm score at which a reply is harmful
+    input_threshold: float  # ... and a shopper's message
 
     def scores(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
 
@@ -61,8 +62,9 @@ HANDOFF_CATEGORIES = frozenset({"violence", "self_harm"})
 @dataclass(frozen=True)
 class SafetyPolicy:
     max_chars: int = 4_000  # the channel's limit for one reply
-    threshold: float = 0.0  # total harm score that blocks; 0: the classifier's calibrated threshold
-    allowed_hosts: tuple[str, ...] = ()  # links to other hosts are removed from replies
+    threshold: float = 0.0  # total harm score that blocks a reply; 0: the classifier's calibrated threshold
+    input_threshold: float = 0.0  # ... that flags a shopper's message; 0: the calibrated one
+    allowed_hosts: tuple[str, ...] = ()  # links to other hosts are removed; emails at these are the shop's
     public_contacts: tuple[str, ...] = ()  # the shop's own email, phone, address: never masked
 
 
@@ -80,7 +82,7 @@ class SafetyFilter:
         cleaned = clean_text(text)
         if not cleaned:
             return Verdict(VerdictAction.BLOCK, "", ("empty reply",))
-        categories, reasons = self._harm(cleaned)
+        categories, reasons = self._harm(cleaned, self.policy.threshold or (self.harm and self.harm.threshold) or 0.0)
         checks = [("leak", rules.leak(cleaned))] + ([] if authored else [("promise", rules.promise(cleaned))])
         for category, found in checks:
             if found:
@@ -89,7 +91,7 @@ class SafetyFilter:
         if categories:
             return Verdict(VerdictAction.BLOCK, "", tuple(reasons), categories)
         rewrites = ["removed control or invisible characters"] if cleaned != text.strip() else []
-        cleaned, masked = mask_foreign(cleaned, [*known, *self.policy.public_contacts])
+        cleaned, masked = mask_foreign(cleaned, [*known, *self.policy.public_contacts], self.policy.allowed_hosts)
         if masked:
             categories["pii"] = 1.0
             rewrites.append("masked personal data: " + ", ".join(sorted(set(masked))))
@@ -108,7 +110,8 @@ class SafetyFilter:
     def check_input(self, text: str) -> Verdict:
         """The verdict on a shopper's message: BLOCK means the engine answers it itself."""
         cleaned = clean_text(text)
-        categories, reasons = self._harm(cleaned)
+        calibrated = self.harm.input_threshold if self.harm is not None else 0.0
+        categories, reasons = self._harm(cleaned, self.policy.input_threshold or calibrated)
         found = rules.injection(cleaned)
         if found:
             categories["injection"] = 1.0
@@ -116,13 +119,13 @@ class SafetyFilter:
         action = VerdictAction.BLOCK if categories else VerdictAction.ALLOW
         return Verdict(action, cleaned, tuple(reasons), categories)
 
-    def _harm(self, text: str) -> tuple[dict[str, float], list[str]]:
-        """The likeliest harmful category with the total harm score, when that reaches the threshold."""
+    def _harm(self, text: str, threshold: float) -> tuple[dict[str, float], list[str]]:
+        """The likeliest harmful category with the total harm score, when that reaches `threshold`."""
         if self.harm is None:
             return {}, []
         scores = self.harm.scores([text])[0]
         total = sum(scores.values())
-        if total < (self.policy.threshold or self.harm.threshold):
+        if total < threshold:
             return {}, []
         category = max(scores, key=scores.__getitem__)
         return {category: round(total, 3)}, [f"{category} ({total:.2f})"]

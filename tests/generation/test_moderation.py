@@ -12,7 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import build_app
-from generation.safety.classifier import HARMFUL, HarmClassifier, calibrate, training_examples
+from generation.safety.classifier import (
+    HARMFUL,
+    HarmClassifier,
+    calibrate,
+    development_examples,
+    training_examples,
+)
+from generation.safety.evaluate import Row
 from nlu.dataset import Example
 from nlu.train import train_intents
 from tests.conftest import make_settings
@@ -63,6 +70,20 @@ def test_training_examples_mix_the_written_set_with_balanced_tweets(tmp_path: Pa
     counts = {c: sum(e.intent == c for e in examples) for c in ("safe_reply", "toxic", "hate", "safe_message")}
     assert counts == {"safe_reply": 1, "toxic": 1 + 3, "hate": 2, "safe_message": 3}
     assert len(training_examples(None, written)) == 2
+
+
+def test_training_examples_read_every_yaml_file_of_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text("categories:\n  safe_reply: ['Your order shipped.']\n")
+    (tmp_path / "b.yml").write_text("categories:\n  toxic: ['shut up, idiot', 'you clown']\n")
+    (tmp_path / "notes.txt").write_text("not training data")
+
+    examples = training_examples(None, tmp_path)
+
+    assert sorted((e.intent, e.text) for e in examples) == [
+        ("safe_reply", "Your order shipped."), ("toxic", "shut up, idiot"), ("toxic", "you clown")]
+    (tmp_path / "c.yml").write_text("categories:\n  rude: ['x']\n")
+    with pytest.raises(ValueError, match="unknown categories"):
+        training_examples(None, tmp_path)
 
 
 def test_moderate_blocks_rewrites_and_allows(client: TestClient) -> None:
@@ -116,6 +137,31 @@ def test_calibration_lets_the_held_out_safe_texts_through(harm_dir: Path, tmp_pa
 
     loaded = HarmClassifier.load(model)
     assert loaded.threshold == report["threshold"] and 0.05 <= loaded.threshold <= 0.95
-    flagged = report["validation_flagged"]
+    assert loaded.input_threshold == loaded.threshold  # no safe messages held out: the reply threshold
+    flagged = report["flagged_at_threshold"]
     assert isinstance(flagged, dict) and flagged["safe_reply"] <= 0.05 + 1e-9 and flagged["toxic"] >= 0.5
+
+
+def test_replies_and_messages_get_their_own_thresholds(harm_dir: Path, tmp_path: Path) -> None:
+    model = Path(shutil.copytree(harm_dir, tmp_path / "model"))
+    rows = [Row("Your order shipped today.", "safe", "benign_reply", "output"),
+            Row("my parcel so now", "safe", "benign_message", "input"),
+            Row("you idiot so", "unsafe", "toxic", "input"),
+            Row("4111 1111 1111 1111", "unsafe", "pii", "output")]
+    examples = development_examples(rows)
+    assert [e.intent for e in examples] == ["safe_reply", "safe_message", "toxic"]  # pii is the rules' job
+    held_out = [Example(f"the parcel {w} {i}", "safe_reply") for i, w in enumerate(["so", "now", "my"] * 30)]
+    # messages: half plainly safe, half insults (a stand-in for look-alikes the model scores high)
+    held_out += [Example(f"{w} {i}", "safe_message") for i, w in enumerate(["my parcel so", "you idiot so"] * 20)]
+
+    report = calibrate(model, held_out, keep_rate=0.99, input_keep_rate=0.5, source="dev.csv")
+
+    loaded = HarmClassifier.load(model)
+    assert report["calibrated_on"] == "dev.csv"
+    assert (loaded.threshold, loaded.input_threshold) == (report["threshold"], report["input_threshold"])
+    assert loaded.input_threshold > loaded.threshold  # half the messages pass it, 99 % of the replies
+    messages = [sum(s.values()) for s in loaded.scores([e.text for e in held_out[90:]])]
+    assert sum(m < loaded.input_threshold for m in messages) == pytest.approx(len(messages) / 2, abs=2)
+
+
     assert HarmClassifier.load(harm_dir).threshold == 0.5  # no calibration file: the plain majority

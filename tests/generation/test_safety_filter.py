@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import codecs
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ class KeywordHarm:
     """A stand-in classifier: scores a category 0.9 when its keyword is in the text."""
 
     threshold = 0.5
+    input_threshold = 0.5
 
     def __init__(self, keywords: dict[str, str]) -> None:
         self.keywords = keywords
@@ -87,6 +89,16 @@ def test_personal_data_is_found_and_foreign_data_masked() -> None:
     assert find("Order 10023 is on its way with DHL, tracking number JJD0001234567.") == []
 
 
+def test_emails_at_the_shops_own_domain_are_not_masked() -> None:
+    reply = "It comes from noreply@mail.juniperlane.example, not from juniperlane.example@evil.example or bob@x.org."
+
+    masked, kinds = mask_foreign(reply, [], own_domains=["www.juniperlane.example"])
+
+    assert "noreply@mail.juniperlane.example" in masked
+    assert "evil.example" not in masked and "bob@x.org" not in masked and kinds == ["email", "email"]
+    assert SafetyFilter(POLICY).check_output("Write to orders@juniperlane.example").action is VerdictAction.ALLOW
+
+
 def test_output_verdicts() -> None:
     safety = SafetyFilter(POLICY, HARM)
 
@@ -110,6 +122,17 @@ def test_input_verdicts() -> None:
     assert safety.check_input("I want to hurt myself").categories == {"self_harm": 0.92}
     assert Verdict(VerdictAction.ALLOW, "x").to_json() == {"action": "allow", "categories": {}, "text": "x",
                                                             "reasons": []}
+
+
+def test_messages_and_replies_are_held_to_their_own_thresholds() -> None:
+    text = "Stop whining, you idiot."  # harm total 0.92
+    lenient = SafetyFilter(replace(POLICY, threshold=0.5, input_threshold=0.95), HARM)
+    strict = SafetyFilter(replace(POLICY, threshold=0.95, input_threshold=0.5), HARM)
+
+    assert lenient.check_output(text).action is VerdictAction.BLOCK
+    assert lenient.check_input(text).action is VerdictAction.ALLOW
+    assert strict.check_output(text).action is VerdictAction.ALLOW
+    assert strict.check_input(text).categories == {"toxic": 0.92}
 
 
 class SpyFilter(SafetyFilter):
