@@ -128,7 +128,7 @@ def _train_intents(settings: Settings, args: argparse.Namespace) -> None:
     config = TrainConfig(base_model=settings.nlu.base_model, epochs=args.epochs or t.epochs,
                          learning_rate=args.learning_rate or t.learning_rate, batch_size=t.batch_size,
                          max_length=t.max_length, validation_fraction=t.validation_fraction, seed=t.seed,
-                         noise_rate=t.noise_rate)
+                         noise_rate=t.noise_rate, precision=t.precision, length_buckets=t.length_buckets)
     print(f"training the intent classifier on {len(examples)} examples ({config.epochs} epochs)...")
     result = train_intents(examples, output, config)
     print(f"saved to {result.output_dir}: validation accuracy {result.val_accuracy:.4f}, "

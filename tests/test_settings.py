@@ -46,6 +46,8 @@ def test_environment_overrides_nested_settings_with_types() -> None:
         ("", {"SHOPBOT_SERVER__PROT": "1"}, "SHOPBOT_SERVER__PROT: unknown setting 'server.prot'"),
         ("", {"SHOPBOT_STATE__HISTORY_LIMIT": "many"}, "'state.history_limit' must be int, got 'many'"),
         ("", {"SHOPBOT_ACTIONS__ENDPOINT": "localhost:5055"}, "'actions.endpoint' must be an http(s) URL"),
+        ("nlu:\n  train:\n    precision: fp8\n", {}, "'nlu.train.precision' must be 'fp32' or 'bf16'"),
+        ("", {"SHOPBOT_SAFETY__INPUT_THRESHOLD": "2"}, "'safety.input_threshold' must be between"),
     ],
 )
 def test_bad_settings_fail_at_start_naming_the_key(tmp_path: Path, config: str, env: dict, message: str) -> None:
