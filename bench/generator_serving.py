@@ -1,6 +1,9 @@
 """Generator serving: ShopBot's batched, KV-cached streaming against plain `model.generate` per request.
 
-    python bench/generator_serving.py --model models/generator --requests 32
+    python bench/generator_serving.py --model models/generator --requests 96
+
+With N requests, 8 clients send N/8 each: with few per client, the last ones run with fewer than 8
+streams at once, so more requests measure 8 concurrent streams more closely.
 
 One run, the same prompts (held-out dialogues of the training corpus) and greedy decoding for
 both sides, so both write the same replies:

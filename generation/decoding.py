@@ -149,7 +149,9 @@ class DecodingBatch:
         if remaining < len(self.slots) - remaining or self._first_used_column() >= TRIM_COLUMNS:
             chosen = self._compact(chosen)
         self._mask = torch.cat([self._mask, torch.ones((len(self.slots), 1), dtype=self._mask.dtype)], dim=1)
-        self._positions = self._positions + 1
+        # A free slot's position stays at 0: counting on, it would pass the model's last position
+        # while the other rows run (its output is never read, but the lookup would fail).
+        self._positions = (self._positions + 1) * torch.tensor([[row is not None] for row in self.slots])
         output = self.model(input_ids=chosen[:, None], attention_mask=self._mask, position_ids=self._positions,
                             cache=self._cache, use_cache=True)
         self._cache, self._logits = output.cache, output.logits[:, -1].float()

@@ -6,8 +6,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoConfig, GPTNeoForCausalLM
 
+from generation.decoding import DecodingBatch, Row
 from generation.fastpath import CompactForward
 from generation.generator import Generator
+from generation.sampling import SamplingSettings
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +78,33 @@ class _Tokenizer:
 
     def convert_tokens_to_ids(self, token: str) -> int:
         return 1
+
+
+def test_a_free_slot_never_runs_past_the_models_last_position() -> None:
+    """Row B ends near the end of a 24-position window while row A goes on for 15 more steps."""
+    torch.manual_seed(1)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=24, n_embd=16, n_layer=1, n_head=2)).eval()
+
+    def tokenizer(text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": [int(t) for t in text.split()]}
+
+    def advance(row: Row, token: int) -> str:
+        row.ids.append(token)
+        row.done = len(row.ids) >= row.settings.max_new_tokens
+        return f" {token}"
+
+    def greedy(limit: int) -> SamplingSettings:
+        return SamplingSettings(temperature=0.0, repetition_penalty=1.0, max_new_tokens=limit)
+
+    def decode(prompts: list[str], rows: list[Row]) -> None:
+        batch = DecodingBatch(CompactForward(model), tokenizer, end_id=49, pad_id=0)
+        batch.add(prompts, rows)
+        while batch.rows:
+            batch.step(advance)
+
+    a, b = Row(greedy(18)), Row(greedy(3))
+    decode(["1 2 3", " ".join(str(i % 40 + 1) for i in range(20))], [a, b])
+    alone = Row(greedy(18))
+    decode(["1 2 3"], [alone])
+
+    assert len(b.ids) == 3 and a.ids == alone.ids  # A ran to the end of its window, as it does alone
