@@ -34,8 +34,8 @@ def train_safety(settings: Settings, args: argparse.Namespace) -> None:
     config = TrainConfig(epochs=args.epochs or s.epochs, threads=settings.nlu.threads)
     result = train_intents(examples, output, config)
     # The thresholds let 99.5 % of the development set's safe replies (97 % of its safe messages)
-    # through; without one, the
-    # held-out split training scored (small, and with the tweets' noisy labels: a rougher estimate).
+    # through; without the set, the held-out split training scored sets them (smaller, and with
+    # the tweets' noisy labels: a rougher estimate).
     if s.calibration.is_file():
         try:
             held_out, source = development_examples(load_rows(s.calibration)), str(s.calibration)

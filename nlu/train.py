@@ -175,8 +175,9 @@ def _fit(
     )
     order = torch.Generator().manual_seed(config.seed)
     noise = random.Random(config.seed)
-    lengths = [len(ids) for ids in tokenizer([e.text for e in train], truncation=True,
-                                             max_length=config.max_length)["input_ids"]]
+    lengths = ([len(ids) for ids in tokenizer([e.text for e in train], truncation=True,
+                                              max_length=config.max_length)["input_ids"]]
+               if config.length_buckets else [0] * len(train))  # only bucketing reads them
     autocast = PRECISIONS[config.precision]
     history: list[dict[str, Any]] = []
     with tqdm(total=total_steps, desc="intents", unit="step", disable=not progress) as bar:

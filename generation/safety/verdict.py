@@ -82,7 +82,8 @@ class SafetyFilter:
         cleaned = clean_text(text)
         if not cleaned:
             return Verdict(VerdictAction.BLOCK, "", ("empty reply",))
-        categories, reasons = self._harm(cleaned, self.policy.threshold or (self.harm and self.harm.threshold) or 0.0)
+        calibrated = self.harm.threshold if self.harm is not None else 0.0
+        categories, reasons = self._harm(cleaned, self.policy.threshold or calibrated)
         checks = [("leak", rules.leak(cleaned))] + ([] if authored else [("promise", rules.promise(cleaned))])
         for category, found in checks:
             if found:
