@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
+import json
 import random
 import shutil
 from collections.abc import Iterator
@@ -12,7 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.app import build_app
+from bot.safety_commands import train_safety
 from generation.safety.classifier import (
+    CALIBRATION_FILE,
     HARMFUL,
     HarmClassifier,
     calibrate,
@@ -165,3 +170,33 @@ def test_replies_and_messages_get_their_own_thresholds(harm_dir: Path, tmp_path:
 
 
     assert HarmClassifier.load(harm_dir).threshold == 0.5  # no calibration file: the plain majority
+
+
+def test_train_safety_sets_both_thresholds_on_the_development_set(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`shopbot train safety` end to end on a few texts (1 epoch of the bundled MiniLM)."""
+    data = tmp_path / "train"
+    data.mkdir()
+    (data / "a.yml").write_text("categories:\n  safe_reply: [" + ", ".join(
+        f"'Your order {i} shipped today.'" for i in range(12)) + "]\n  toxic: [" + ", ".join(
+        f"'you stupid idiot number {i}'" for i in range(12)) + "]\n")
+    (data / "b.yml").write_text("categories:\n  safe_message: [" + ", ".join(
+        f"'where is my parcel {i}'" for i in range(12)) + "]\n")
+    dev = tmp_path / "dev.csv"
+    with dev.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label", "category", "direction"])
+        writer.writerows([[f"Order {i} is on its way.", "safe", "benign_reply", "output"] for i in range(10)])
+        writer.writerows([[f"has parcel {i} left yet", "safe", "benign_message", "input"] for i in range(10)])
+        writer.writerows([[f"you idiot {i}", "unsafe", "toxic", "input"] for i in range(5)])
+    settings = make_settings(tmp_path, tmp_path / "no-intents")
+    settings = dataclasses.replace(settings, safety=dataclasses.replace(
+        settings.safety, data=data, calibration=dev, davidson_per_class=0))
+    output = tmp_path / "safety"
+
+    train_safety(settings, argparse.Namespace(output=output, target="safety", force=True, epochs=1))
+
+    saved = json.loads((output / CALIBRATION_FILE).read_text())
+    assert saved["calibrated_on"] == str(dev) and (saved["safe_replies"], saved["safe_messages"]) == (10, 10)
+    assert HarmClassifier.load(output).input_threshold == saved["input_threshold"]
+    assert "harm thresholds set on" in capsys.readouterr().out
