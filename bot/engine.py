@@ -17,7 +17,7 @@ from bot.actions.runner import ActionFailed, ActionResult, ActionRunner
 from bot.handoff import handoff_reason, summarize, watch
 from bot.mood import is_negative
 from bot.payloads import parse_payload
-from bot.router import Route, RouteKind, RoutingPolicy, route, route_name
+from bot.router import HANDOFF_ACTION, Route, RouteKind, RoutingPolicy, route, route_name
 from bot.state import ConversationStore, Event, ReviewItem, ReviewLog
 from bot.transcript import record, verdict_event
 from bot.types import Button, Conversation, InboundMessage, Mode, Reply, ReplyKind, Turn
@@ -140,15 +140,28 @@ class Engine:
 
     async def _answer(self, message: InboundMessage, text: str, guard: Verdict, conversation: Conversation,
                       drafts: ShowDraft | None) -> tuple[Parse, Route, list[Reply], dict[str, object], list[Event]]:
-        """The guard's answer to an abusive or hostile message (never parsed or echoed), else the route's."""
-        if guard.action is VerdictAction.BLOCK and conversation.mode is Mode.BOT:
-            parse = Parse(text=text, intent=IntentScore("guarded", 1.0), ranking=(IntentScore("guarded", 1.0),))
-            decision = Route(RouteKind.FALLBACK, reason="safety guard: " + ", ".join(guard.categories))
-            return parse, decision, *self._guarded(guard)
+        """The guard's answer to an abusive or hostile message (never echoed), else the route's.
+
+        One exception: a flagged message the classifier reads as a plain request for a person gets
+        one (no injection, no threat or self-harm, which the guard hands over itself). The harm
+        classifier can misread a short message ("I want a human" once scored 0.99 sexual), and for
+        a shopper who is abusive and asks for a person, a person is the calm answer too.
+        """
+        guarded = guard.action is VerdictAction.BLOCK and conversation.mode is Mode.BOT
+        if guarded and ("injection" in guard.categories or HANDOFF_CATEGORIES & guard.categories.keys()):
+            return self._guarded_answer(text, guard)  # never parsed: injections and crises
         parse = await self.parse(text)
         decision = route(conversation, parse, self.config.policy)
+        if guarded and decision.action != HANDOFF_ACTION:
+            return self._guarded_answer(text, guard)
         await self._keep_for_review(text, parse, decision, message.channel)
         return parse, decision, *await self._respond(decision, conversation, parse, message.channel, drafts)
+
+    def _guarded_answer(self, text: str, guard: Verdict) -> tuple[Parse, Route, list[Reply], dict[str, object],
+                                                                  list[Event]]:
+        parse = Parse(text=text, intent=IntentScore("guarded", 1.0), ranking=(IntentScore("guarded", 1.0),))
+        decision = Route(RouteKind.FALLBACK, reason="safety guard: " + ", ".join(guard.categories))
+        return parse, decision, *self._guarded(guard)
 
     async def _hand_over(self, conversation: Conversation, reason: str | None, events: list[Event],
                          now: float) -> tuple[Conversation, list[Event]]:

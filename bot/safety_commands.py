@@ -26,10 +26,12 @@ def train_safety(settings: Settings, args: argparse.Namespace) -> None:
         return
     davidson = s.davidson if s.davidson_per_class and s.davidson.is_file() else None
     try:
-        examples = training_examples(davidson, s.data, s.davidson_per_class)
+        shop = settings.data.nlu if s.shop_messages and settings.data.nlu.exists() else None
+        examples = training_examples(davidson, s.data, s.davidson_per_class, shop_messages=shop)
     except (OSError, KeyError, ValueError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read the safety training data: {exc}") from exc
-    source = f"{s.data}" + (f" and {s.davidson_per_class} tweets per class of {davidson}" if davidson else "")
+    source = (f"{s.data}" + (f", {s.davidson_per_class} tweets per class of {davidson}" if davidson else "")
+              + (f" and the shop's messages in {shop}" if shop else ""))
     print(f"training the safety classifier on {len(examples)} texts from {source}...")
     config = TrainConfig(epochs=args.epochs or s.epochs, threads=settings.nlu.threads)
     result = train_intents(examples, output, config)

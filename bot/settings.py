@@ -154,6 +154,7 @@ class SafetySettings:
     data: Path = Path("data/safety/train")  # written training examples: a YAML file or a directory of them
     davidson: Path = Path("../shared/datasets/davidson/labeled_data.csv")  # optional extra training data
     davidson_per_class: int = 600
+    shop_messages: bool = True  # the examples of data.nlu join the training data as safe messages
     epochs: int = 4
     # Development set whose safe replies and messages set the thresholds in training; when the
     # file is missing, the held-out split of the training data does.

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from nlu.classifier import IntentClassifier
-from nlu.dataset import Example
+from nlu.dataset import Example, load_examples
 
 CALIBRATION_FILE = "shopbot_safety.json"
 # The share of held-out safe replies the reply threshold lets through: a blocked reply is a wrong
@@ -115,12 +115,15 @@ def development_examples(rows: Sequence[Any]) -> list[Example]:
 
 
 def training_examples(davidson_csv: Path | None, written: Path, davidson_per_class: int = 1500,
-                      seed: int = 13) -> list[Example]:
+                      seed: int = 13, shop_messages: Path | None = None) -> list[Example]:
     """The written examples (one YAML file, or every `*.yml` in a directory), plus up to
-    `davidson_per_class` tweets of each Davidson class.
+    `davidson_per_class` tweets of each Davidson class, plus every example of the shop's own NLU
+    data (`shop_messages`, Rasa YAML) as a safe message.
 
     The tweets are sampled evenly (the set is 77 % "offensive"), so the model does not learn
-    that most text is offensive.
+    that most text is offensive. The NLU examples are how this shop's shoppers write, short ones
+    included ("I want a human", "refund?"): a model that never saw them scored "I want a human"
+    0.99 sexual and would have answered the handoff request with the guard's calm reply.
     """
     files = sorted(written.glob("*.yml")) if written.is_dir() else [written]
     if not files:
@@ -140,4 +143,6 @@ def training_examples(davidson_csv: Path | None, written: Path, davidson_per_cla
         rng = random.Random(seed)
         for category, tweets in sorted(by_class.items()):
             examples += [Example(t, category) for t in rng.sample(tweets, min(davidson_per_class, len(tweets)))]
+    if shop_messages is not None:
+        examples += [Example(e.text, "safe_message") for e in load_examples(shop_messages)]
     return examples

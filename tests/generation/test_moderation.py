@@ -191,7 +191,7 @@ def test_train_safety_sets_both_thresholds_on_the_development_set(tmp_path: Path
         writer.writerows([[f"you idiot {i}", "unsafe", "toxic", "input"] for i in range(5)])
     settings = make_settings(tmp_path, tmp_path / "no-intents")
     settings = dataclasses.replace(settings, safety=dataclasses.replace(
-        settings.safety, data=data, calibration=dev, davidson_per_class=0))
+        settings.safety, data=data, calibration=dev, davidson_per_class=0, shop_messages=False))
     output = tmp_path / "safety"
 
     train_safety(settings, argparse.Namespace(output=output, target="safety", force=True, epochs=1))

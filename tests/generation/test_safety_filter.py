@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from bot.engine import BLOCKED_REPLIES
-from bot.types import InboundMessage
+from bot.types import InboundMessage, Mode
 from generation.safety import SafetyFilter, SafetyPolicy, Verdict, VerdictAction, rules
 from generation.safety.pii import find, mask_foreign
 from tests.test_engine import ScriptedParser, engine
@@ -175,6 +175,27 @@ async def test_every_reply_on_every_route_passed_the_filter(tmp_path: Path) -> N
                                                                                           "self_harm"}
     assert any(e.kind == "handoff" and e.data["reason"] == "self-harm" for e in events)
     assert "idiot" not in " ".join(r.text for r in await bot.handle(InboundMessage("rest", "c2", "you idiot bot")))
+
+
+async def test_a_flagged_request_for_a_person_still_gets_one(tmp_path: Path) -> None:
+    """The harm classifier once scored "I want a human" 0.99 sexual: the request is honoured anyway."""
+    parser = ScriptedParser({"I want a human": (("contact_human_agent", 0.97), ("greet", 0.01)),
+                             "you idiot bot": (("complaint", 0.9),),
+                             "get me a person or I hurt myself": (("contact_human_agent", 0.9),)}, set())
+    bot = engine(tmp_path, parser)
+    bot.safety = SafetyFilter(POLICY, KeywordHarm({"human": "sexual", "idiot": "toxic", "hurt myself": "self_harm"}))
+
+    await bot.handle(InboundMessage("rest", "c1", "I want a human"))
+    guarded = await bot.handle(InboundMessage("rest", "c2", "you idiot bot"))
+    crisis = await bot.handle(InboundMessage("rest", "c3", "get me a person or I hurt myself"))
+
+    person = await bot.store.load("c1")
+    assert person is not None and person.mode is Mode.PENDING_HUMAN
+    assert [e.data["categories"] for e in await bot.store.events("c1") if e.kind == "verdict"][0] == {"sexual": 0.92}
+    rude = await bot.store.load("c2")
+    assert rude is not None and rude.mode is Mode.BOT and "respectful" in guarded[0].text  # still the calm reply
+    assert [e.data["reason"] for e in await bot.store.events("c3") if e.kind == "handoff"] == ["self-harm"]
+    assert crisis[0].text != guarded[0].text  # the helpline reply, not the plain handoff
 
 
 async def test_a_blocked_reply_is_replaced_and_repeated_blocks_hand_over(tmp_path: Path) -> None:
