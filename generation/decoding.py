@@ -140,18 +140,22 @@ class DecodingBatch:
                 pieces.append((row, advance(row, token)))
             if row.done:
                 self.slots[slot] = None
-        remaining = sum(row is not None for row in self.slots)
-        if not remaining:
+        live = [slot for slot in live if self.slots[slot] is not None]  # the rows still being decoded
+        if not live:
             self._reset()
             return pieces
         # Mostly free slots (no need to compute them), or many columns on the left that no row
         # reads any more (attention would keep paying for them): copy what is used, once.
-        if remaining < len(self.slots) - remaining or self._first_used_column() >= TRIM_COLUMNS:
-            chosen = self._compact(chosen)
+        start = int(self._mask[live].any(dim=0).long().argmax())  # the first column a live row reads
+        if len(live) < len(self.slots) - len(live) or start >= TRIM_COLUMNS:
+            chosen = self._compact(chosen, live, start)
+            live = list(range(len(live)))
         self._mask = torch.cat([self._mask, torch.ones((len(self.slots), 1), dtype=self._mask.dtype)], dim=1)
         # A free slot's position stays at 0: counting on, it would pass the model's last position
         # while the other rows run (its output is never read, but the lookup would fail).
-        self._positions = (self._positions + 1) * torch.tensor([[row is not None] for row in self.slots])
+        occupied_now = torch.zeros((len(self.slots), 1), dtype=self._positions.dtype)
+        occupied_now[live] = 1
+        self._positions = (self._positions + 1) * occupied_now
         output = self.model(input_ids=chosen[:, None], attention_mask=self._mask, position_ids=self._positions,
                             cache=self._cache, use_cache=True)
         self._cache, self._logits = output.cache, output.logits[:, -1].float()
@@ -167,16 +171,11 @@ class DecodingBatch:
             chosen[members] = next_tokens(logits[members], [rows[i].ids for i in members], settings, self.rng)
         return chosen
 
-    def _first_used_column(self) -> int:
-        """The first column a row being decoded still attends to."""
-        live = [i for i, row in enumerate(self.slots) if row is not None]
-        return int(self._mask[live].any(dim=0).long().argmax())
-
-    def _compact(self, chosen: torch.Tensor) -> torch.Tensor:
-        """Only the occupied slots; columns that no row uses any more are cut. The tokens of those slots."""
-        start = self._first_used_column()
-        index = torch.tensor([i for i, row in enumerate(self.slots) if row is not None], dtype=torch.long)
-        self.slots = [self.slots[i] for i in index.tolist()]
+    def _compact(self, chosen: torch.Tensor, live: list[int], start: int) -> torch.Tensor:
+        """Only the `live` slots, without the columns left of `start` that none of them reads;
+        the tokens of those slots."""
+        index = torch.tensor(live, dtype=torch.long)
+        self.slots = [self.slots[i] for i in live]
         self._mask, self._positions, self._logits = self._mask[index], self._positions[index], self._logits[index]
         self._mask = self._mask[:, start:]
         for layer in self._cache.layers:

@@ -14,11 +14,11 @@ import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import yaml
 
+from generation.safety.evaluate import Row
 from nlu.classifier import IntentClassifier
 from nlu.dataset import Example, load_examples
 
@@ -101,7 +101,7 @@ def calibrate(model_dir: Path, validation: Sequence[Example], keep_rate: float =
     return report
 
 
-def development_examples(rows: Sequence[Any]) -> list[Example]:
+def development_examples(rows: Sequence[Row]) -> list[Example]:
     """A labelled development CSV (`generation.safety.evaluate.load_rows`) as calibration examples:
     safe outputs are replies, safe inputs messages, the harmful categories as they are; the
     rule-checked categories (pii, injection, ...) say nothing about the classifier and are left out."""
