@@ -13,8 +13,9 @@ time, into the model directory (`model.int8.onnx`).
 
 from __future__ import annotations
 
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +28,11 @@ OPSET = 17
 # Nodes whose weights stay fp32: the head turns embeddings into the confidences the router
 # thresholds, and the pooler's output is the embedding the out-of-scope detector measures.
 FP32_NODES = ("classifier", "pooler")
+# The feed-forward blocks' output projections (`layer.N/output/dense`, not the attention's
+# `layer.N/attention/output/dense`): their inputs carry the large activation outliers that
+# on-the-fly int8 clips worst. Kept fp32 only when the fully quantised graph loses too much:
+# on BANKING77 with MPNet-base, 0.47 points of validation accuracy down to 0.20.
+FFN_OUTPUT_NODES = (re.compile(r"layer\.\d+/output/dense"),)
 
 
 class Encoder(Protocol):
@@ -67,12 +73,15 @@ class OnnxEncoder:
         return logits, embeddings
 
 
-def export_onnx(model: Any, output: str | Path, num_heads: int, hidden_size: int) -> Path:
+def export_onnx(
+    model: Any, output: str | Path, num_heads: int, hidden_size: int, keep_fp32: Sequence[str | re.Pattern[str]] = ()
+) -> Path:
     """Write `model` as a fused, int8-quantised ONNX graph at `output`; `model` is switched to eval.
 
     Three steps through temporary files: trace the model (fp32), fuse the BERT graph with ONNX
     Runtime's transformer optimizer, quantise the fused graph's MatMul weights to int8 per
-    channel. Head and pooler stay fp32 (`FP32_NODES`).
+    channel. Head and pooler stay fp32 (`FP32_NODES`), and so does every node whose name holds
+    one of `keep_fp32` (substrings or compiled patterns, e.g. `FFN_OUTPUT_NODES`).
     """
     model.eval()
     # Trace the plain attention (softmax of QK^T plus the mask): the pattern the fuser turns into
@@ -80,12 +89,14 @@ def export_onnx(model: Any, output: str | Path, num_heads: int, hidden_size: int
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
-        return _export(model, Path(output), num_heads, hidden_size)
+        return _export(model, Path(output), num_heads, hidden_size, (*FP32_NODES, *keep_fp32))
     finally:
         model.set_attn_implementation(previous)
 
 
-def _export(model: Any, output: Path, num_heads: int, hidden_size: int) -> Path:
+def _export(
+    model: Any, output: Path, num_heads: int, hidden_size: int, keep_fp32: Sequence[str | re.Pattern[str]]
+) -> Path:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
@@ -108,13 +119,17 @@ def _export(model: Any, output: Path, num_heads: int, hidden_size: int) -> Path:
             str(traced), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
         )
         optimized.save_model_to_file(str(fused))
-        keep = [node.name for node in optimized.model.graph.node if any(part in node.name for part in FP32_NODES)]
+        keep = [node.name for node in optimized.model.graph.node if _matches(node.name, keep_fp32)]
         keep += [f"{name}_MatMul" for name in keep]  # the quantiser splits a Gemm into MatMul + Add first
         # The fused graph holds ONNX Runtime's own operators, which shape inference cannot type:
         # every tensor it cannot type is fp32 here.
         quantize_dynamic(fused, output, weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return output
+
+
+def _matches(name: str, patterns: Sequence[str | re.Pattern[str]]) -> bool:
+    return any(p.search(name) if isinstance(p, re.Pattern) else p in name for p in patterns)
 
 
 class _HeadInputs(torch.nn.Module):

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from transformers import AutoModelForSequenceClassification
 
 from nlu import IntentScore, Parse
 from nlu.batching import BatcherClosedError, MicroBatcher
-from nlu.classifier import IntentClassifier, length_groups
-from nlu.runtime import ONNX_FILE
+from nlu.classifier import METADATA_FILE, IntentClassifier, length_groups
+from nlu.runtime import FFN_OUTPUT_NODES, ONNX_FILE, export_onnx
 from nlu.train import TrainResult
 from tests.nlu.tiny_model import keyword_examples
 
@@ -32,6 +35,35 @@ def test_training_exports_a_fused_int8_graph_with_an_fp32_head(trained: TrainRes
     assert ops["DynamicQuantizeMatMul"] + ops["MatMulInteger"] >= 2  # the feed-forward pair
     head = [n for n in graph.node if "classifier" in n.name]
     assert head and all(n.op_type in {"Gemm", "MatMul", "Add"} for n in head)  # not quantised
+
+
+def test_feed_forward_outputs_can_stay_fp32_while_the_rest_is_int8(trained: TrainResult, tmp_path: Path) -> None:
+    model = AutoModelForSequenceClassification.from_pretrained(trained.output_dir)
+    heads, hidden = model.config.num_attention_heads, model.config.hidden_size
+    full = onnx.load(export_onnx(model, tmp_path / "full.onnx", heads, hidden)).graph
+    kept = onnx.load(export_onnx(model, tmp_path / "kept.onnx", heads, hidden, keep_fp32=FFN_OUTPUT_NODES)).graph
+
+    def quantised(graph: onnx.GraphProto) -> set[str]:
+        return {n.name for n in graph.node if n.op_type in {"DynamicQuantizeMatMul", "MatMulInteger"}}
+
+    ffn_output = {n for n in quantised(full) if "layer.0/output/dense" in n}
+    assert ffn_output  # quantised by default ...
+    assert quantised(kept) == quantised(full) - ffn_output  # ... and the only nodes the fallback keeps fp32
+    assert any("intermediate" in n for n in quantised(kept))
+    assert Counter(n.op_type for n in kept.node)["QAttention"] == 1
+
+
+def test_metadata_says_which_graph_serves_and_what_it_lost(trained: TrainResult) -> None:
+    metadata = json.loads((trained.output_dir / METADATA_FILE).read_text())
+    quantisation = metadata["quantisation"]
+    tried = quantisation["tried"]
+
+    assert quantisation["fp32_nodes"] in {"head", "head+ffn-output"}
+    assert [t["fp32_nodes"] for t in tried] in (["head"], ["head", "head+ffn-output"])
+    # the second graph is only tried when the first lost more than the budget (0.3 points)
+    assert (len(tried) == 2) == (tried[0]["val_accuracy_loss_points"] > 0.3)
+    served = 100 * (metadata["metrics"]["val_accuracy"] - metadata["metrics"]["served_val_accuracy"])
+    assert quantisation["val_accuracy_loss_points"] == pytest.approx(served, abs=0.01)
 
 
 def test_served_graph_agrees_with_the_fp32_model(trained: TrainResult) -> None:
