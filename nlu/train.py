@@ -156,9 +156,9 @@ def _export_served(
     """The int8 graph that serves, its validation report, its file, and what was left in fp32.
 
     Every matrix product but the head's is quantised first. When that loses more than
-    `INT8_LOSS_BUDGET` of validation accuracy against fp32 (larger encoders, whose feed-forward
-    outputs have wide activations), the feed-forward output projections stay fp32 as well, and
-    the better of the two graphs is kept.
+    `INT8_LOSS_BUDGET` of validation accuracy against fp32 (MPNet-base on BANKING77: 0.47
+    points), the feed-forward output projections stay fp32 as well, and the better of the two
+    graphs is kept. The record names the served graph and each tried graph's loss in points.
     """
     heads, hidden = model.config.num_attention_heads, model.config.hidden_size
     tried: list[tuple[IntentClassifier, dict[str, Any], Path, dict[str, Any]]] = []
@@ -173,7 +173,7 @@ def _export_served(
         if loss is None or loss <= 100 * INT8_LOSS_BUDGET:
             break
     served, report, onnx, chosen = max(tried, key=lambda t: t[1]["accuracy"] or 0.0)  # first wins a tie
-    return served, report, onnx, {**chosen, "tried": [t[3] for t in tried]}
+    return served, report, onnx, {"fp32_nodes": chosen["fp32_nodes"], "tried": [t[3] for t in tried]}
 
 
 def _load_base(base: str, labels: tuple[str, ...]) -> tuple[Any, Any]:

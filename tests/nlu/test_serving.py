@@ -18,8 +18,8 @@ from nlu import IntentScore, Parse
 from nlu.batching import BatcherClosedError, MicroBatcher
 from nlu.classifier import METADATA_FILE, IntentClassifier, length_groups
 from nlu.runtime import FFN_OUTPUT_NODES, ONNX_FILE, export_onnx
-from nlu.train import TrainResult
-from tests.nlu.tiny_model import keyword_examples
+from nlu.train import TrainResult, train_intents
+from tests.nlu.tiny_model import keyword_examples, tiny_training
 
 # --- the served graph ------------------------------------------------------------------------
 
@@ -37,33 +37,56 @@ def test_training_exports_a_fused_int8_graph_with_an_fp32_head(trained: TrainRes
     assert head and all(n.op_type in {"Gemm", "MatMul", "Add"} for n in head)  # not quantised
 
 
+def _quantised(graph: onnx.GraphProto) -> set[str]:
+    """The names of the graph's int8 matrix products."""
+    return {n.name for n in graph.node if n.op_type in {"DynamicQuantizeMatMul", "MatMulInteger"}}
+
+
 def test_feed_forward_outputs_can_stay_fp32_while_the_rest_is_int8(trained: TrainResult, tmp_path: Path) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(trained.output_dir)
     heads, hidden = model.config.num_attention_heads, model.config.hidden_size
     full = onnx.load(export_onnx(model, tmp_path / "full.onnx", heads, hidden)).graph
     kept = onnx.load(export_onnx(model, tmp_path / "kept.onnx", heads, hidden, keep_fp32=FFN_OUTPUT_NODES)).graph
 
-    def quantised(graph: onnx.GraphProto) -> set[str]:
-        return {n.name for n in graph.node if n.op_type in {"DynamicQuantizeMatMul", "MatMulInteger"}}
-
-    ffn_output = {n for n in quantised(full) if "layer.0/output/dense" in n}
+    ffn_output = {n for n in _quantised(full) if "layer.0/output/dense" in n}
     assert ffn_output  # quantised by default ...
-    assert quantised(kept) == quantised(full) - ffn_output  # ... and the only nodes the fallback keeps fp32
-    assert any("intermediate" in n for n in quantised(kept))
+    assert _quantised(kept) == _quantised(full) - ffn_output  # ... and the only nodes the fallback keeps fp32
+    assert any("intermediate" in n for n in _quantised(kept))
     assert Counter(n.op_type for n in kept.node)["QAttention"] == 1
+
+
+def _quantised_ffn_outputs(model_dir: Path) -> set[str]:
+    return {n for n in _quantised(onnx.load(model_dir / ONNX_FILE).graph) if "layer.0/output/dense" in n}
 
 
 def test_metadata_says_which_graph_serves_and_what_it_lost(trained: TrainResult) -> None:
     metadata = json.loads((trained.output_dir / METADATA_FILE).read_text())
     quantisation = metadata["quantisation"]
-    tried = quantisation["tried"]
+    tried = {t["fp32_nodes"]: t["val_accuracy_loss_points"] for t in quantisation["tried"]}
 
-    assert quantisation["fp32_nodes"] in {"head", "head+ffn-output"}
-    assert [t["fp32_nodes"] for t in tried] in (["head"], ["head", "head+ffn-output"])
+    assert list(tried) in (["head"], ["head", "head+ffn-output"])
     # the second graph is only tried when the first lost more than the budget (0.3 points)
-    assert (len(tried) == 2) == (tried[0]["val_accuracy_loss_points"] > 0.3)
+    assert (len(tried) == 2) == (tried["head"] > 0.3)
     served = 100 * (metadata["metrics"]["val_accuracy"] - metadata["metrics"]["served_val_accuracy"])
-    assert quantisation["val_accuracy_loss_points"] == pytest.approx(served, abs=0.01)
+    assert tried[quantisation["fp32_nodes"]] == pytest.approx(served, abs=0.01)
+    assert bool(_quantised_ffn_outputs(trained.output_dir)) == (quantisation["fp32_nodes"] == "head")
+
+
+def test_the_fallback_graph_is_tried_and_the_better_one_served(
+    tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("nlu.train.INT8_LOSS_BUDGET", -1.0)  # no graph is good enough: both are tried
+    result = train_intents(keyword_examples(), tmp_path / "intents", tiny_training(tiny_base), progress=False)
+    metadata = json.loads((result.output_dir / METADATA_FILE).read_text())
+    tried = {t["fp32_nodes"]: t["val_accuracy_loss_points"] for t in metadata["quantisation"]["tried"]}
+    chosen = metadata["quantisation"]["fp32_nodes"]
+
+    assert list(tried) == ["head", "head+ffn-output"]
+    assert chosen == ("head" if tried["head"] <= tried["head+ffn-output"] else "head+ffn-output")
+    served = 100 * (metadata["metrics"]["val_accuracy"] - metadata["metrics"]["served_val_accuracy"])
+    assert tried[chosen] == pytest.approx(served, abs=0.01)
+    # the saved graph is the chosen one
+    assert bool(_quantised_ffn_outputs(result.output_dir)) == (chosen == "head")
 
 
 def test_served_graph_agrees_with_the_fp32_model(trained: TrainResult) -> None:
