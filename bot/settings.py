@@ -72,7 +72,7 @@ class NluSettings:
     model_dir: Path = Path("models/intents")
     confidence_threshold: float = 0.5
     ambiguity_margin: float = 0.1
-    threads: int = 0  # 0: let the runtime decide
+    threads: int = 0  # onnx-int8: batches run side by side, one per thread; torch: its threads; 0: one per core
     runtime: str = "onnx-int8"  # or "torch": the fp32 weights, slower, for comparison
     max_batch: int = 64  # concurrent messages classified in one forward pass
     batch_wait_ms: float = 0.0  # how long a lone message waits for company (0: batch what is queued)

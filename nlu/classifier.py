@@ -165,17 +165,20 @@ class IntentClassifier:
         encodings = self._tokenize.encode_batch(list(texts))
         lengths = np.array([len(e.ids) for e in encodings], dtype=np.int64)
         order = np.argsort(lengths, kind="stable")
-        probabilities = np.zeros((len(texts), len(self._labels)), dtype=np.float32)
-        embeddings: np.ndarray | None = None
-        for start, stop in length_groups(lengths[order].tolist(), self._batch_size):
-            chosen = order[start:stop]
+        groups = [order[start:stop] for start, stop in
+                  length_groups(lengths[order].tolist(), self._batch_size, min_groups=self._encoder.workers)]
+        batches = []
+        for chosen in groups:
             ids = np.full((len(chosen), lengths[chosen[-1]]), self._pad_id, dtype=np.int64)  # (batch, tokens)
             mask = np.zeros_like(ids)
             for row, i in enumerate(chosen):
                 ids[row, : lengths[i]] = encodings[i].ids
                 mask[row, : lengths[i]] = 1
-            logits, pooled = self._encoder(ids, mask)  # (batch, labels), (batch, hidden)
-            if embeddings is None:
+            batches.append((ids, mask))
+        probabilities = np.zeros((len(texts), len(self._labels)), dtype=np.float32)
+        embeddings: np.ndarray | None = None
+        for chosen, (logits, pooled) in zip(groups, self._encoder.map(batches), strict=True):
+            if embeddings is None:  # (batch, labels), (batch, hidden)
                 embeddings = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
             probabilities[chosen] = _softmax(logits)
             embeddings[chosen] = pooled
@@ -201,13 +204,16 @@ class IntentClassifier:
 
 
 def length_groups(
-    lengths: Sequence[int], max_batch: int, overhead: int = CALL_OVERHEAD_TOKENS
+    lengths: Sequence[int], max_batch: int, overhead: int = CALL_OVERHEAD_TOKENS, min_groups: int = 1
 ) -> list[tuple[int, int]]:
     """Cut ascending token `lengths` into consecutive batches of at most `max_batch` at least cost.
 
     A batch costs `overhead` (the fixed price of one forward call, in padded tokens) plus its
     size times its longest message. Dynamic programming over the cut points, O(n * max_batch):
     a flock of short messages shares one call, a long one gets its own instead of padding them.
+    Then, while there are fewer than `min_groups` batches (an encoder running that many at once),
+    the costliest batch of two messages or more is halved: an idle worker gains nothing from a
+    cheaper plan.
     """
     n = len(lengths)
     best = [0] + [0] * n  # best[i]: cheapest cost of the first i messages
@@ -219,7 +225,16 @@ def length_groups(
     while n:
         groups.append((cut[n], n))
         n = cut[n]
-    return groups[::-1]
+    groups.reverse()
+    while len(groups) < min_groups:
+        shareable = [(start, stop) for start, stop in groups if stop - start >= 2]
+        if not shareable:
+            break
+        start, stop = max(shareable, key=lambda g: (g[1] - g[0]) * lengths[g[1] - 1])
+        middle = (start + stop) // 2
+        at = groups.index((start, stop))
+        groups[at : at + 1] = [(start, middle), (middle, stop)]
+    return groups
 
 
 def _has_words(text: str) -> bool:

@@ -5,17 +5,27 @@ logits and the sentence embedding that feeds the classifier head (the out-of-sco
 input). The classifier above them tokenises, batches and decides; it never knows which runs.
 
 Serving on CPU: one message through a 6-layer MiniLM is bound by framework overhead, a batch by
-matrix products. ONNX Runtime with the transformer graph fused (attention, LayerNorm, GELU) and
-int8 weights (activations quantised on the fly, no calibration data) cuts both; FIELD_NOTES
+matrix products. ONNX Runtime with the transformer graph fused (attention, GELU) and int8
+weights (activations quantised on the fly, no calibration data) cuts both; FIELD_NOTES
 measured 0.7 ms a message against 5.7 ms for eager torch. The export happens once, at training
 time, into the model directory (`model.int8.onnx`).
+
+Two measured choices (bench/RESULTS.md, onnxruntime 1.32 on 2 cores):
+- The residual Add and the LayerNorm stay two operators. The fused SkipLayerNormalization took
+  1.3 ms for 1,280 tokens where Add + LayerNormalization took 0.3 ms, 18 % of a forward pass.
+- A batch the classifier cut into length groups runs its groups side by side, one
+  single-threaded run per core, rather than one after the other on all cores: a group of 8
+  short messages is too small to split across threads without the threads waiting on each
+  other after every operator.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,16 +43,32 @@ FP32_NODES = ("classifier", "pooler")
 # much. On BANKING77 with MPNet-base, validation accuracy lost 0.47 points fully int8 and 0.20
 # with these in fp32; keeping the feed-forward inputs or the last two layers in fp32 did not help.
 FFN_OUTPUT_NODES = (re.compile(r"layer\.\d+/output/dense"),)
+# ONNX Runtime's own fusion of residual Add + LayerNormalization, undone at export and kept off
+# at load (it would fuse them again), and in graphs exported before: see the module docstring.
+UNFUSED = ("SkipLayerNormFusion",)
+
+Batch = tuple[np.ndarray, np.ndarray]  # input_ids, attention_mask: (batch, tokens) int64 each
 
 
 class Encoder(Protocol):
-    """(input_ids, attention_mask), both (batch, tokens) int64 -> logits (batch, labels), embeddings (batch, hidden)."""
+    """(input_ids, attention_mask), both (batch, tokens) int64 -> logits (batch, labels), embeddings (batch, hidden).
+
+    `workers`: how many batches `map` runs at once (so how many a caller should cut its work into).
+    """
+
+    workers: int
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def map(self, batches: Sequence[Batch]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every batch's outputs, in the order of `batches` (however the encoder schedules them)."""
+        ...
 
 
 class TorchEncoder:
     """The model as it is, in whatever mode its owner set (training toggles eval for scoring)."""
+
+    workers = 1
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -52,25 +78,60 @@ class TorchEncoder:
         logits, embeddings = _HeadInputs(self.model)(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
         return logits.float().numpy(), embeddings.float().numpy()
 
+    def map(self, batches: Sequence[Batch]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One batch after the other: torch already spreads each one over its threads."""
+        return [self(ids, mask) for ids, mask in batches]
+
 
 class OnnxEncoder:
-    """An ONNX Runtime session over `model.int8.onnx`."""
+    """An ONNX Runtime session over `model.int8.onnx`, run by `workers` threads at once.
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    Each run is single-threaded (`intra_op_num_threads=1`), so concurrent runs of the one session
+    (ONNX Runtime allows them) each keep a core busy; `workers` defaults to the cores this
+    process may use. A lone batch runs on the calling thread.
+    """
+
+    def __init__(self, path: str | Path, workers: int = 0) -> None:
         import onnxruntime as ort  # serving only: training and tests of the torch path never load it
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        if threads > 0:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         self.path = Path(path)
-        self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.workers = workers if workers > 0 else usable_cores()
+        self._session = ort.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(UNFUSED)
+        )
+        self._pool: ThreadPoolExecutor | None = None  # started by the first `map` with work to share
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, embeddings = self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
         return logits, embeddings
+
+    def map(self, batches: Sequence[Batch]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Run the batches side by side, the largest first so that the workers finish together."""
+        if len(batches) < 2 or self.workers < 2:
+            return [self(ids, mask) for ids, mask in batches]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="shopbot-onnx")
+        largest_first = sorted(range(len(batches)), key=lambda i: -batches[i][0].size)
+        futures = {i: self._pool.submit(self, *batches[i]) for i in largest_first}
+        return [futures[i].result() for i in range(len(batches))]
+
+    def close(self) -> None:
+        """Stop the worker threads (the session itself is freed with the object)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def export_onnx(
@@ -79,9 +140,10 @@ def export_onnx(
     """Write `model` as a fused, int8-quantised ONNX graph at `output`; `model` is switched to eval.
 
     Three steps through temporary files: trace the model (fp32), fuse the BERT graph with ONNX
-    Runtime's transformer optimizer, quantise the fused graph's MatMul weights to int8 per
-    channel. Head and pooler stay fp32 (`FP32_NODES`), and so does every node whose name holds
-    one of `keep_fp32` (substrings or compiled patterns, e.g. `FFN_OUTPUT_NODES`).
+    Runtime's transformer optimizer (all but the residual LayerNorms, `UNFUSED`), quantise the
+    fused graph's MatMul weights to int8 per channel. Head and pooler stay fp32 (`FP32_NODES`),
+    and so does every node whose name holds one of `keep_fp32` (substrings or compiled patterns,
+    e.g. `FFN_OUTPUT_NODES`).
     """
     model.eval()
     # Trace the plain attention (softmax of QK^T plus the mask): the pattern the fuser turns into
@@ -100,6 +162,7 @@ def _export(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
     with tempfile.TemporaryDirectory(prefix="shopbot-onnx-") as scratch:
         traced, fused = Path(scratch) / "model.onnx", Path(scratch) / "model.fused.onnx"
@@ -115,8 +178,11 @@ def _export(
             opset_version=OPSET,
             dynamo=False,
         )
+        fusions = FusionOptions("bert")
+        fusions.enable_skip_layer_norm = fusions.enable_bias_skip_layer_norm = False  # see UNFUSED
         optimized = optimizer.optimize_model(
-            str(traced), model_type="bert", num_heads=num_heads, hidden_size=hidden_size
+            str(traced), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+            optimization_options=fusions,
         )
         optimized.save_model_to_file(str(fused))
         keep = [node.name for node in optimized.model.graph.node if _matches(node.name, keep_fp32)]

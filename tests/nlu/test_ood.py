@@ -179,17 +179,23 @@ def test_an_out_of_scope_intent_is_flagged_and_kept_out_of_the_detector(tiny_bas
 def test_a_support_intent_ranked_first_is_still_flagged_when_out_of_scope_is_likely(trained: TrainResult) -> None:
     """The `out_of_scope` intent's probability has its own threshold: ranking second is not safe."""
 
-    def encoder(logits: list[float]):  # type: ignore[no-untyped-def]
-        def run(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return np.log(np.array([logits] * len(ids), np.float32)), np.zeros((len(ids), 4), np.float32)
+    class Fixed:  # an encoder giving every message these probabilities
+        workers = 1
 
-        return run
+        def __init__(self, probabilities: list[float]) -> None:
+            self.logits = np.log(np.array(probabilities, np.float32))
+
+        def __call__(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.tile(self.logits, (len(ids), 1)), np.zeros((len(ids), 4), np.float32)
+
+        def map(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+            return [self(*batch) for batch in batches]
 
     tokenizer = AutoTokenizer.from_pretrained(trained.output_dir)
     labels = ("greet", "track_order", "out_of_scope")
 
     def parse(probabilities: list[float]) -> bool:
-        classifier = IntentClassifier(encoder(probabilities), tokenizer, labels, class_threshold=0.2)
+        classifier = IntentClassifier(Fixed(probabilities), tokenizer, labels, class_threshold=0.2)
         return classifier.parse("hmm").out_of_scope
 
     assert parse([0.1, 0.55, 0.35])  # track_order first, but a 35 % chance it is nothing of ours
