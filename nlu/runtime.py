@@ -168,7 +168,9 @@ def _export(
         traced, fused = Path(scratch) / "model.onnx", Path(scratch) / "model.fused.onnx"
         example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
         torch.onnx.export(
-            _HeadInputs(model),
+            # In eval mode: the exporter leaves the module it was given, and every submodule, in
+            # that module's mode, and a fresh wrapper is in training mode (dropout on afterwards).
+            _HeadInputs(model).eval(),
             example,
             str(traced),
             input_names=["input_ids", "attention_mask"],

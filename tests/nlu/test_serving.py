@@ -50,6 +50,7 @@ def test_feed_forward_outputs_can_stay_fp32_while_the_rest_is_int8(trained: Trai
     full = onnx.load(export_onnx(model, tmp_path / "full.onnx", heads, hidden)).graph
     kept = onnx.load(export_onnx(model, tmp_path / "kept.onnx", heads, hidden, keep_fp32=FFN_OUTPUT_NODES)).graph
 
+    assert not model.training  # the export leaves the model as it says: in eval mode, no dropout
     ffn_output = {n for n in _quantised(full) if "layer.0/output/dense" in n}
     assert ffn_output  # quantised by default ...
     assert _quantised(kept) == _quantised(full) - ffn_output  # ... and the only nodes the fallback keeps fp32
