@@ -48,7 +48,12 @@ def test_metadata_records_labels_data_and_metrics(trained: TrainResult, tiny_bas
     assert len(metadata["data_hash"]) == 64
     assert metadata["hyperparameters"]["epochs"] == 2
     assert metadata["hyperparameters"]["learning_rate"] == 1e-2
-    assert set(metadata["metrics"]) == {"val_accuracy", "val_macro_f1", "served_val_accuracy", "train_seconds"}
+    assert set(metadata["metrics"]) == {"val_accuracy", "val_macro_f1", "served_val_accuracy", "train_seconds",
+                                        "served_val_accuracy_batched", "served_val_accuracy_one_by_one"}
+    served = metadata["metrics"]
+    # the served graph is scored as it serves: in batches and one message at a time
+    assert served["served_val_accuracy"] == pytest.approx(
+        (served["served_val_accuracy_batched"] + served["served_val_accuracy_one_by_one"]) / 2)
     assert abs(metadata["metrics"]["served_val_accuracy"] - trained.val_accuracy) <= 0.1
     assert metadata["metrics"]["val_accuracy"] == trained.val_accuracy
     assert {"torch", "transformers"} <= set(metadata["versions"])
