@@ -16,6 +16,7 @@ import numpy as np
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from nlu.entities import extract_entities
+from nlu.language import foreign_language
 from nlu.ood import DETECTOR_FILE, OutOfScopeDetector
 from nlu.parse import IntentScore, Parse
 from nlu.runtime import ONNX_FILE, Encoder, OnnxEncoder, TorchEncoder
@@ -59,8 +60,9 @@ class IntentClassifier:
 
         A message is out of scope when the `detector` finds it far from every support intent,
         when `out_of_scope` is the top intent, or when the `out_of_scope` intent's probability
-        exceeds `class_threshold` (both thresholds are set at training time, per runtime), and
-        when it holds no letter at all.
+        exceeds `class_threshold` (both thresholds are set at training time, per runtime), when it
+        holds no letter at all, and when it is written in another language (`nlu.language`; its
+        `metadata["language"]` names it).
         """
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("the intent classifier needs a fast (Rust) tokenizer")
@@ -193,13 +195,17 @@ class IntentClassifier:
             and self._class_threshold is not None
             and float(probabilities[self._oos_index]) > self._class_threshold
         )
+        language = foreign_language(text)
+        metadata: dict[str, Any] = {} if ood_score is None else {"ood_score": ood_score}
+        if language is not None:
+            metadata["language"] = language
         return Parse(
             text=text,
             intent=ranking[0],
             ranking=ranking,
             entities=extract_entities(text, self._products),
-            out_of_scope=far or unsure or ranking[0].name == OUT_OF_SCOPE or not _has_words(text),
-            metadata={} if ood_score is None else {"ood_score": ood_score},
+            out_of_scope=far or unsure or ranking[0].name == OUT_OF_SCOPE or not _has_words(text) or bool(language),
+            metadata=metadata,
         )
 
 
