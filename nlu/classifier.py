@@ -195,16 +195,17 @@ class IntentClassifier:
             and self._class_threshold is not None
             and float(probabilities[self._oos_index]) > self._class_threshold
         )
-        language = foreign_language(text)
+        language = foreign_language(text)  # the model knows English only
         metadata: dict[str, Any] = {} if ood_score is None else {"ood_score": ood_score}
         if language is not None:
             metadata["language"] = language
+        unreadable = not _has_words(text) or language is not None
         return Parse(
             text=text,
             intent=ranking[0],
             ranking=ranking,
             entities=extract_entities(text, self._products),
-            out_of_scope=far or unsure or ranking[0].name == OUT_OF_SCOPE or not _has_words(text) or bool(language),
+            out_of_scope=far or unsure or ranking[0].name == OUT_OF_SCOPE or unreadable,
             metadata=metadata,
         )
 
