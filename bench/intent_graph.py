@@ -31,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
 
 from nlu.classifier import IntentClassifier  # noqa: E402
 from nlu.dataset import load_examples  # noqa: E402
@@ -118,11 +119,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     side_by_side = IntentClassifier.load(args.model)  # as served: OnnxEncoder, one worker per core
     hidden = side_by_side.embed(["hello"]).shape[1]
-    metadata = side_by_side.metadata
+    metadata = side_by_side.metadata  # the same model and thresholds, only the engine differs
+    scope = metadata.get("out_of_scope", {}).get("onnx-int8", {})
     in_turn = IntentClassifier(OneAfterTheOther(args.model / ONNX_FILE, cores),
-                               _tokenizer(args.model), side_by_side.labels, metadata=metadata,
+                               AutoTokenizer.from_pretrained(args.model), side_by_side.labels, metadata=metadata,
                                max_length=int(metadata.get("hyperparameters", {}).get("max_length", 64)),
-                               detector=side_by_side.detector)
+                               detector=side_by_side.detector,
+                               class_threshold=scope.get("class_threshold"))
     texts = [e.text for e in load_examples(args.data)]
     rng = np.random.default_rng(0)
     shuffled = [texts[i] for i in rng.permutation(len(texts))]
@@ -166,12 +169,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                f"onnxruntime {ort.__version__}, {cores} usable CPUs; model `{args.model}`.")
     with args.results.open("a", encoding="utf-8") as handle:
         handle.write(f"\n## Intent graph choices, {now}\n\n`{command}`\n\n{context}\n\n{table}\n")
-
-
-def _tokenizer(model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(model_dir)
 
 
 if __name__ == "__main__":
