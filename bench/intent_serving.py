@@ -45,6 +45,7 @@ from nlu.batching import MicroBatcher  # noqa: E402
 from nlu.classifier import IntentClassifier  # noqa: E402
 from nlu.dataset import load_examples  # noqa: E402
 from nlu.parse import Parse  # noqa: E402
+from nlu.runtime import cpu_model  # noqa: E402
 
 TARGET_SPEEDUP = 10.0  # throughput, ours / baseline
 TARGET_MEDIAN_MS = 2.0  # one message, ShopBot served
@@ -236,17 +237,6 @@ def report(args: argparse.Namespace, n: int, results: dict[str, Any], fp32: list
         f"| out of scope, fp32 vs int8 | - | {out_of_scope_agreement(fp32, results['batch_parses'])} | - | - | - |",
     ]
     return "\n".join(rows)
-
-
-def cpu_model() -> str:
-    """The CPU's name as Linux reports it (speed ratios differ between CPU families)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def append_results(path: Path, args: argparse.Namespace, table: str, n: int) -> None:

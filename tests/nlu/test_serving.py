@@ -12,31 +12,47 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from transformers import AutoModelForSequenceClassification
+import torch
+from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
 from nlu import IntentScore, Parse
 from nlu.batching import BatcherClosedError, MicroBatcher
 from nlu.classifier import METADATA_FILE, IntentClassifier, length_groups
-from nlu.runtime import FFN_OUTPUT_NODES, ONNX_FILE, OnnxEncoder, export_onnx
+from nlu.runtime import FFN_OUTPUT_NODES, ONNX_FILE, OnnxEncoder, _HeadInputs, export_onnx, first_token_last_layer
 from nlu.train import TrainResult, train_intents
-from tests.nlu.tiny_model import keyword_examples, tiny_training
+from tests.nlu.tiny_model import keyword_examples, random_classifier, tiny_training
 
 # --- the served graph ------------------------------------------------------------------------
 
 
-def test_training_exports_a_fused_int8_graph_with_an_fp32_head(trained: TrainResult) -> None:
+def test_training_exports_an_int8_graph_with_an_fp32_head(trained: TrainResult) -> None:
     graph = onnx.load(trained.output_dir / ONNX_FILE).graph
     ops = Counter(node.op_type for node in graph.node)
 
     assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
     assert [o.name for o in graph.output] == ["logits", "embeddings"]
-    assert ops["QAttention"] == 1  # the one layer's attention, fused and int8
-    assert ops["QEmbedLayerNormalization"] == 1
-    assert ops["DynamicQuantizeMatMul"] + ops["MatMulInteger"] >= 2  # the feed-forward pair
-    # The residual Add and LayerNorm stay apart (the fused operator measured 4x slower)
-    assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] == 2
+    # The tiny model's one layer is its last, computed for the first token only
+    # (`first_token_last_layer`): query, keys, values, attention output and feed-forward pair are
+    # plain int8 matrix products, not a fused attention operator.
+    assert ops["QAttention"] == 0
+    assert ops["DynamicQuantizeMatMul"] + ops["MatMulInteger"] == 3 + 1 + 2
+    # The residual Add and LayerNorm stay apart (the fused operator measured 4x slower); with no
+    # attention to fuse, the embeddings' LayerNorm is a plain one too
+    assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] == 3
     head = [n for n in graph.node if "classifier" in n.name]
     assert head and all(n.op_type in {"Gemm", "MatMul", "Add"} for n in head)  # not quantised
+
+
+def test_layers_before_the_last_export_with_fused_int8_attention(tmp_path: Path) -> None:
+    model = random_classifier(layers=3)
+    graph = onnx.load(export_onnx(model, tmp_path / "model.onnx", 2, 32)).graph
+    ops = Counter(node.op_type for node in graph.node)
+
+    assert ops["QAttention"] == 2  # layers 0 and 1; the last one computes the first token alone
+    assert ops["QEmbedLayerNormalization"] == 1
+    assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] == 6
+    whole = onnx.load(export_onnx(model, tmp_path / "whole.onnx", 2, 32, first_token_only=False)).graph
+    assert Counter(node.op_type for node in whole.node)["QAttention"] == 3
 
 
 def _quantised(graph: onnx.GraphProto) -> set[str]:
@@ -44,22 +60,48 @@ def _quantised(graph: onnx.GraphProto) -> set[str]:
     return {n.name for n in graph.node if n.op_type in {"DynamicQuantizeMatMul", "MatMulInteger"}}
 
 
-def test_feed_forward_outputs_can_stay_fp32_while_the_rest_is_int8(trained: TrainResult, tmp_path: Path) -> None:
-    model = AutoModelForSequenceClassification.from_pretrained(trained.output_dir)
-    heads, hidden = model.config.num_attention_heads, model.config.hidden_size
-    full = onnx.load(export_onnx(model, tmp_path / "full.onnx", heads, hidden)).graph
-    kept = onnx.load(export_onnx(model, tmp_path / "kept.onnx", heads, hidden, keep_fp32=FFN_OUTPUT_NODES)).graph
+def test_feed_forward_outputs_can_stay_fp32_while_the_rest_is_int8(tmp_path: Path) -> None:
+    model = random_classifier(layers=2).train()
+    full = onnx.load(export_onnx(model, tmp_path / "full.onnx", 2, 32)).graph
+    kept = onnx.load(export_onnx(model, tmp_path / "kept.onnx", 2, 32, keep_fp32=FFN_OUTPUT_NODES)).graph
 
     assert not model.training  # the export leaves the model as it says: in eval mode, no dropout
-    ffn_output = {n for n in _quantised(full) if "layer.0/output/dense" in n}
-    assert ffn_output  # quantised by default ...
+    ffn_output = {n for n in _quantised(full) if FFN_OUTPUT_NODES[0].search(n)}
+    assert {"layer.0", "layer.1"} == {n.split("/")[4] for n in ffn_output}  # quantised by default ...
     assert _quantised(kept) == _quantised(full) - ffn_output  # ... and the only nodes the fallback keeps fp32
     assert any("intermediate" in n for n in _quantised(kept))
     assert Counter(n.op_type for n in kept.node)["QAttention"] == 1
 
 
+def test_the_last_layer_computed_for_the_first_token_alone_gives_the_same_outputs() -> None:
+    model = random_classifier(layers=2)
+    model.set_attn_implementation("eager")
+    ids = torch.tensor([[101, 200, 201, 202, 102], [101, 203, 102, 0, 0]])  # the second one padded
+    mask = (ids != 0).long()
+    with torch.inference_mode():
+        logits, embeddings = _HeadInputs(model)(ids, mask)
+        with first_token_last_layer(model) as swapped:
+            cut_logits, cut_embeddings = _HeadInputs(model)(ids, mask)
+            hidden = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        restored = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    assert swapped
+    assert hidden.shape == (2, 1, 32)  # the last layer's output: the first token only ...
+    assert torch.allclose(cut_logits, logits, atol=1e-5)  # ... and the head's inputs and outputs unchanged
+    assert torch.allclose(cut_embeddings, embeddings, atol=1e-5)
+    assert restored.shape == (2, 5, 32)  # the layer is whole again after the block
+    assert not torch.equal(cut_logits[0], cut_logits[1])  # the two messages really differ
+
+
+def test_other_architectures_export_their_last_layer_whole() -> None:
+    config = DistilBertConfig(vocab_size=100, dim=16, n_layers=1, n_heads=2, hidden_dim=32, num_labels=2)
+    model = DistilBertForSequenceClassification(config)
+    with first_token_last_layer(model) as swapped:
+        assert not swapped
+
+
 def _quantised_ffn_outputs(model_dir: Path) -> set[str]:
-    return {n for n in _quantised(onnx.load(model_dir / ONNX_FILE).graph) if "layer.0/output/dense" in n}
+    return {n for n in _quantised(onnx.load(model_dir / ONNX_FILE).graph) if FFN_OUTPUT_NODES[0].search(n)}
 
 
 def test_metadata_says_which_graph_serves_and_what_it_lost(trained: TrainResult) -> None:

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
 from nlu.dataset import Example
 from nlu.train import TrainConfig, bundled_base_model
@@ -62,3 +62,12 @@ def save_tiny_base(path: Path) -> Path:
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def random_classifier(layers: int = 2, labels: int = 3) -> BertForSequenceClassification:
+    """An untrained BERT classifier as small as the tiny base but `layers` deep, for export tests
+    (the export treats the last layer apart from the ones before it)."""
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=labels)
+    return BertForSequenceClassification(config).eval()
