@@ -40,6 +40,8 @@ _COLOUR_WORDS = """black white grey gray red blue navy green olive yellow orange
     oatmeal sand sage rust moss ochre emerald indigo terracotta cognac blush rose"""
 COLOURS = tuple(_COLOUR_WORDS.split())
 SHADES = ("light", "dark", "pale", "forest", "dove", "dusty", "midnight", "heather")
+_COLOUR_SET = frozenset(COLOURS)
+_LETTERS = re.compile(r"[a-z]+")
 _COLOUR = re.compile(rf"\b(?:(?:{'|'.join(SHADES)})\s+)?(?:{'|'.join(COLOURS)})\b", re.IGNORECASE)
 
 
@@ -108,5 +110,7 @@ def _sizes(text: str) -> Iterator[Entity]:
 
 
 def _colours(text: str) -> Iterator[Entity]:
+    if _COLOUR_SET.isdisjoint(_LETTERS.findall(text.lower())):  # most messages name none: skip the long pattern
+        return
     for match in _COLOUR.finditer(text):
         yield Entity("colour", match.group().lower(), match.start(), match.end())

@@ -14,6 +14,7 @@ list, so "no no no" and "price per item" stay English.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 _FUNCTION_WORDS = {
     "French": """le les un une des du est et je tu il elle nous vous ils ne que qui quoi quel quelle quels
@@ -34,6 +35,12 @@ _ENGLISH = """the a an and is are am i you he she we they it its not what who ho
     were there here"""
 ENGLISH = frozenset(_ENGLISH.split())
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+# Each function word's languages, so a message's words are looked up once, not once per language
+# (this runs for every message the classifier parses).
+_LANGUAGES_OF: dict[str, tuple[str, ...]] = {}
+for _language, _vocabulary in FUNCTION_WORDS.items():
+    for _word in _vocabulary:
+        _LANGUAGES_OF[_word] = (*_LANGUAGES_OF.get(_word, ()), _language)
 
 
 def foreign_language(text: str) -> str | None:
@@ -41,7 +48,9 @@ def foreign_language(text: str) -> str | None:
     words = _WORD.findall(text.lower())
     if len(words) < 2:
         return None
-    english = sum(word in ENGLISH for word in words)
-    counts = {language: sum(word in vocabulary for word in words) for language, vocabulary in FUNCTION_WORDS.items()}
-    language, count = max(counts.items(), key=lambda item: item[1])
-    return language if count >= 2 and count > english else None
+    counts = Counter(language for word in words for language in _LANGUAGES_OF.get(word, ()))
+    if not counts:
+        return None
+    language = max(FUNCTION_WORDS, key=counts.__getitem__)  # a tie goes to the language listed first
+    count = counts[language]
+    return language if count >= 2 and count > sum(word in ENGLISH for word in words) else None
