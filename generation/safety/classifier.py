@@ -80,8 +80,10 @@ def calibrate(model_dir: Path, validation: Sequence[Example], keep_rate: float =
     labels = np.array([e.intent for e in validation])
 
     def threshold(safe: np.ndarray, keep: float) -> float | None:
-        # Just above the quantile: a text scoring exactly it passes (blocking starts at the threshold).
-        return float(min(max(np.quantile(safe, keep) + 1e-6, 0.05), 0.95)) if len(safe) else None
+        # Just above a score that at least `keep` of them reach: that text and every lower one pass
+        # (blocking starts at the threshold). An interpolated quantile would fall between two
+        # scores and, on a small set, flag one text too many (5 of 90 at keep 0.95).
+        return float(min(max(np.quantile(safe, keep, method="higher") + 1e-6, 0.05), 0.95)) if len(safe) else None
 
     replies = threshold(totals[labels == "safe_reply"], keep_rate)
     messages = threshold(totals[labels == "safe_message"], input_keep_rate)
