@@ -28,7 +28,7 @@ import os
 import re
 import tempfile
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -185,42 +185,76 @@ def export_onnx(
 def first_token_last_layer(model: Any) -> Iterator[bool]:
     """Within the block, `model`'s last encoder layer computes its output for the first token only.
 
-    A BERT sequence classifier reads the last layer at one position, [CLS], through the pooler; the
-    outputs for every other token are computed and thrown away. Only the keys and values need
-    every token, so the layer can take its query, attention output and feed-forward block at the
-    first token alone: the same numbers (up to float rounding), about 1/7 less work for MiniLM-L6
-    (`bench/intent_graph.py`). Yields whether the layer was swapped: other architectures (MPNet's
-    layers take a relative position bias, other heads pool every token) export as they are.
+    A BERT or MPNet sequence classifier reads the last layer at one position, the first token
+    ([CLS] / <s>, through BERT's pooler or MPNet's head); the outputs for every other token are
+    computed and thrown away. Only the keys and values need every token, so the layer can take its
+    query, attention output and feed-forward block at the first token alone: the same numbers (up
+    to float rounding), a sixth less work for MiniLM-L6's six layers (`bench/intent_graph.py`).
+    Yields whether the layer was swapped: other architectures export as they are.
     """
-    from transformers import BertForSequenceClassification
+    from transformers import BertForSequenceClassification, MPNetForSequenceClassification
 
-    if not isinstance(model, BertForSequenceClassification):
+    forward: Callable[..., Any]
+    if isinstance(model, BertForSequenceClassification):
+        layer, forward = model.bert.encoder.layer[-1], _bert_first_token
+    elif isinstance(model, MPNetForSequenceClassification):
+        layer, forward = model.mpnet.encoder.layer[-1], _mpnet_first_token
+    else:
         yield False
         return
-    layer = model.bert.encoder.layer[-1]
-    layer.forward = MethodType(_first_token_forward, layer)  # the module stays: its node names too
+    layer.forward = MethodType(forward, layer)  # the module stays: its node names too
     try:
         yield True
     finally:
         del layer.forward
 
 
-def _first_token_forward(layer: Any, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                         *args: Any, **kwargs: Any) -> torch.Tensor:
+def _bert_first_token(layer: Any, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                      *args: Any, **kwargs: Any) -> torch.Tensor:
     """`BertLayer.forward` for the first token's output alone: (batch, tokens, hidden) -> (batch, 1, hidden)."""
-    from transformers.models.bert.modeling_bert import eager_attention_forward
-
     attention, heads = layer.attention, layer.attention.self
-    batch, tokens = hidden_states.shape[:2]
-    size = heads.attention_head_size
     first = hidden_states[:, :1]
-    query = heads.query(first).view(batch, 1, -1, size).transpose(1, 2)  # (batch, heads, 1, size)
-    key = heads.key(hidden_states).view(batch, tokens, -1, size).transpose(1, 2)  # (batch, heads, tokens, size)
-    value = heads.value(hidden_states).view(batch, tokens, -1, size).transpose(1, 2)
-    mask = None if attention_mask is None else attention_mask[..., :1, :]  # the first query's row
-    context, _ = eager_attention_forward(heads, query, key, value, mask, scaling=heads.scaling, dropout=0.0)
-    attended = attention.output(context.reshape(batch, 1, -1), first)  # residual: the first token's input
+    context = _first_token_attention(hidden_states, heads.query, heads.key, heads.value, heads.attention_head_size,
+                                     heads.scaling, attention_mask)
+    attended = attention.output(context, first)  # dense, then LayerNorm with the first token's input added
     return layer.feed_forward_chunk(attended)
+
+
+def _mpnet_first_token(layer: Any, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                       position_bias: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> tuple[torch.Tensor]:
+    """`MPNetLayer.forward` for the first token's output alone (its relative position bias included)."""
+    attention, heads = layer.attention, layer.attention.attn
+    first = hidden_states[:, :1]
+    context = _first_token_attention(hidden_states, heads.q, heads.k, heads.v, heads.attention_head_size,
+                                     heads.attention_head_size**-0.5, attention_mask, position_bias)
+    attended = attention.LayerNorm(heads.o(context) + first)
+    return (layer.output(layer.intermediate(attended), attended),)
+
+
+def _first_token_attention(
+    hidden_states: torch.Tensor,
+    query: torch.nn.Module,
+    key: torch.nn.Module,
+    value: torch.nn.Module,
+    size: int,
+    scaling: float,
+    *biases: torch.Tensor | None,
+) -> torch.Tensor:
+    """The first token's attention over every token, all heads: (batch, tokens, hidden) -> (batch, 1, hidden).
+
+    `biases` are additive (batch or 1, heads or 1, queries, tokens) score terms (the padding mask,
+    a position bias); their first query's row is the one that applies.
+    """
+    batch, tokens = hidden_states.shape[:2]
+    q = query(hidden_states[:, :1]).view(batch, 1, -1, size).transpose(1, 2)  # (batch, heads, 1, size)
+    k = key(hidden_states).view(batch, tokens, -1, size).transpose(1, 2)  # (batch, heads, tokens, size)
+    v = value(hidden_states).view(batch, tokens, -1, size).transpose(1, 2)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling  # (batch, heads, 1, tokens)
+    for bias in biases:
+        if bias is not None:
+            scores = scores + bias[..., :1, :]
+    context = torch.matmul(scores.softmax(dim=-1), v)  # (batch, heads, 1, size)
+    return context.transpose(1, 2).reshape(batch, 1, -1)
 
 
 def _export(

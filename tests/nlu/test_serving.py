@@ -13,7 +13,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from transformers import DistilBertConfig, DistilBertForSequenceClassification
+from transformers import (
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    MPNetConfig,
+    MPNetForSequenceClassification,
+)
 
 from nlu import IntentScore, Parse
 from nlu.batching import BatcherClosedError, MicroBatcher
@@ -91,6 +96,24 @@ def test_the_last_layer_computed_for_the_first_token_alone_gives_the_same_output
     assert torch.allclose(cut_embeddings, embeddings, atol=1e-5)
     assert restored.shape == (2, 5, 32)  # the layer is whole again after the block
     assert not torch.equal(cut_logits[0], cut_logits[1])  # the two messages really differ
+
+
+def test_an_mpnet_last_layer_computed_for_the_first_token_alone_gives_the_same_outputs() -> None:
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64, num_labels=3)
+    model = MPNetForSequenceClassification(config).eval()
+    ids = torch.tensor([[0, 200, 201, 202, 203, 204, 2], [0, 203, 2, 1, 1, 1, 1]])  # the second one padded
+    mask = (ids != 1).long()
+    with torch.inference_mode():
+        logits, embeddings = _HeadInputs(model)(ids, mask)
+        with first_token_last_layer(model) as swapped:
+            cut_logits, cut_embeddings = _HeadInputs(model)(ids, mask)
+
+    assert swapped
+    assert torch.allclose(cut_logits, logits, atol=1e-5)  # the relative position bias is in both
+    assert torch.allclose(cut_embeddings, embeddings, atol=1e-5)
+    assert not torch.equal(cut_logits[0], cut_logits[1])
 
 
 def test_other_architectures_export_their_last_layer_whole() -> None:
