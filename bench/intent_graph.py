@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 from nlu.classifier import IntentClassifier  # noqa: E402
 from nlu.dataset import load_examples  # noqa: E402
@@ -113,15 +113,6 @@ class OneAfterTheOther:
         return [self(ids, mask) for ids, mask in batches]
 
 
-def same_model(served: IntentClassifier, encoder: Any, model_dir: Path) -> IntentClassifier:
-    """`served`'s labels, thresholds and detector in front of another engine."""
-    metadata = served.metadata
-    scope = metadata.get("out_of_scope", {}).get("onnx-int8", {})
-    return IntentClassifier(encoder, AutoTokenizer.from_pretrained(model_dir), served.labels, metadata=metadata,
-                            max_length=int(metadata.get("hyperparameters", {}).get("max_length", 64)),
-                            detector=served.detector, class_threshold=scope.get("class_threshold"))
-
-
 def whole_last_layer(model_dir: Path, metadata: dict[str, Any], folder: Path) -> Path:
     """The served graph's alternative: the same weights and int8 settings, the last layer computed whole."""
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
@@ -161,10 +152,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     side_by_side = IntentClassifier.load(args.model)  # as served: OnnxEncoder, one worker per core
     hidden = side_by_side.embed(["hello"]).shape[1]
-    in_turn = same_model(side_by_side, OneAfterTheOther(args.model / ONNX_FILE, cores), args.model)
-    scratch = tempfile.TemporaryDirectory(prefix="shopbot-bench-")
-    whole = same_model(side_by_side, OnnxEncoder(whole_last_layer(args.model, side_by_side.metadata,
-                                                                  Path(scratch.name))), args.model)
+    in_turn = side_by_side.with_encoder(OneAfterTheOther(args.model / ONNX_FILE, cores))
+    with tempfile.TemporaryDirectory(prefix="shopbot-bench-") as scratch:  # the session keeps the graph
+        whole = side_by_side.with_encoder(OnnxEncoder(whole_last_layer(args.model, side_by_side.metadata,
+                                                                       Path(scratch))))
     texts = [e.text for e in load_examples(args.data)]
     rng = np.random.default_rng(0)
     shuffled = [texts[i] for i in rng.permutation(len(texts))]
@@ -212,7 +203,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"| one message at a time (median), last layer | every token: {median('one_whole_ms'):.2f} ms | "
         f"first token only: {median('one_first_ms'):.2f} ms | {ratio('one_whole_ms', 'one_first_ms')} |",
     ])
-    scratch.cleanup()
     print(table)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = "python bench/intent_graph.py " + " ".join(sys.argv[1:] if argv is None else argv)

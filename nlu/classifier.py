@@ -7,6 +7,7 @@ between training and serving. Which engine runs the encoder is `nlu.runtime`'s b
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +121,13 @@ class IntentClassifier:
             detector=detector,
             class_threshold=scope.get("class_threshold"),
         )
+
+    def with_encoder(self, encoder: Encoder) -> IntentClassifier:
+        """The same classifier (tokenizer, labels, thresholds, detector) in front of another engine
+        for the same weights and runtime: what a benchmark comparing engines needs."""
+        twin = copy.copy(self)
+        twin._encoder = encoder
+        return twin
 
     @property
     def labels(self) -> tuple[str, ...]:

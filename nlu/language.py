@@ -37,10 +37,10 @@ ENGLISH = frozenset(_ENGLISH.split())
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 # Each function word's languages, so a message's words are looked up once, not once per language
 # (this runs for every message the classifier parses).
-_LANGUAGES_OF: dict[str, tuple[str, ...]] = {}
-for _language, _vocabulary in FUNCTION_WORDS.items():
-    for _word in _vocabulary:
-        _LANGUAGES_OF[_word] = (*_LANGUAGES_OF.get(_word, ()), _language)
+_LANGUAGES_OF = {
+    word: tuple(language for language, vocabulary in FUNCTION_WORDS.items() if word in vocabulary)
+    for word in frozenset().union(*FUNCTION_WORDS.values())
+}
 
 
 def foreign_language(text: str) -> str | None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -78,42 +81,59 @@ def test_feed_forward_outputs_can_stay_fp32_while_the_rest_is_int8(tmp_path: Pat
     assert Counter(n.op_type for n in kept.node)["QAttention"] == 1
 
 
-def test_the_last_layer_computed_for_the_first_token_alone_gives_the_same_outputs() -> None:
-    model = random_classifier(layers=2)
+def _random_mpnet() -> MPNetForSequenceClassification:
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64, num_labels=3, initializer_range=0.3)
+    return MPNetForSequenceClassification(config).eval()
+
+
+# (model, a batch of two messages, the second one padded): BERT pads with 0, MPNet with 1
+ARCHITECTURES: dict[str, tuple[Callable[[], Any], list[list[int]], int]] = {
+    "bert": (random_classifier, [[101, 200, 201, 202, 203, 204, 102], [101, 203, 102, 0, 0, 0, 0]], 0),
+    "mpnet": (_random_mpnet, [[0, 200, 201, 202, 203, 204, 2], [0, 203, 2, 1, 1, 1, 1]], 1),
+}
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_the_last_layer_computed_for_the_first_token_alone_gives_the_same_outputs(architecture: str) -> None:
+    build, rows, pad = ARCHITECTURES[architecture]
+    model = build()
     model.set_attn_implementation("eager")
-    ids = torch.tensor([[101, 200, 201, 202, 102], [101, 203, 102, 0, 0]])  # the second one padded
-    mask = (ids != 0).long()
+    ids = torch.tensor(rows)
+    mask = (ids != pad).long()
     with torch.inference_mode():
         logits, embeddings = _HeadInputs(model)(ids, mask)
         with first_token_last_layer(model) as swapped:
             cut_logits, cut_embeddings = _HeadInputs(model)(ids, mask)
-            hidden = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-        restored = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+            hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        restored = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
 
     assert swapped
     assert hidden.shape == (2, 1, 32)  # the last layer's output: the first token only ...
     assert torch.allclose(cut_logits, logits, atol=1e-5)  # ... and the head's inputs and outputs unchanged
-    assert torch.allclose(cut_embeddings, embeddings, atol=1e-5)
-    assert restored.shape == (2, 5, 32)  # the layer is whole again after the block
-    assert not torch.equal(cut_logits[0], cut_logits[1])  # the two messages really differ
+    assert torch.allclose(cut_embeddings, embeddings, atol=1e-5)  # (MPNet: its position bias row included)
+    assert restored.shape == (2, 7, 32)  # the layer is whole again after the block
+    assert (cut_logits[0] - cut_logits[1]).abs().max() > 0.01  # the two messages really differ
 
 
-def test_an_mpnet_last_layer_computed_for_the_first_token_alone_gives_the_same_outputs() -> None:
-    torch.manual_seed(0)
-    config = MPNetConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64, num_labels=3)
-    model = MPNetForSequenceClassification(config).eval()
-    ids = torch.tensor([[0, 200, 201, 202, 203, 204, 2], [0, 203, 2, 1, 1, 1, 1]])  # the second one padded
-    mask = (ids != 1).long()
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_the_exported_first_token_graph_computes_what_torch_does(architecture: str, tmp_path: Path) -> None:
+    """Traced on a (2, 8) batch of ones, the graph must still slice the right mask row for other
+    shapes and padding. Every node kept fp32, so only export errors show."""
+    build, rows, pad = ARCHITECTURES[architecture]
+    model = build()
+    graph = export_onnx(model, tmp_path / "model.onnx", 2, 32, keep_fp32=(re.compile(""),))  # matches every name
+    ids = np.array(rows * 2)[:3, :6]  # 3 messages of 6 tokens, one of them padded
+    mask = (ids != pad).astype(np.int64)
     with torch.inference_mode():
-        logits, embeddings = _HeadInputs(model)(ids, mask)
-        with first_token_last_layer(model) as swapped:
-            cut_logits, cut_embeddings = _HeadInputs(model)(ids, mask)
+        expected, _ = _HeadInputs(model)(torch.from_numpy(ids), torch.from_numpy(mask))
 
-    assert swapped
-    assert torch.allclose(cut_logits, logits, atol=1e-5)  # the relative position bias is in both
-    assert torch.allclose(cut_embeddings, embeddings, atol=1e-5)
-    assert not torch.equal(cut_logits[0], cut_logits[1])
+    logits, embeddings = OnnxEncoder(graph, workers=1)(ids, mask)
+
+    assert embeddings.shape == (3, 32)
+    np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4)  # the whole layer's answer
+    assert np.abs(logits[0] - logits[1]).max() > 0.01  # and the padded message's is its own
 
 
 def test_other_architectures_export_their_last_layer_whole() -> None:
@@ -216,6 +236,17 @@ def test_the_encoder_runs_length_groups_side_by_side_and_returns_them_in_order(
     for (logits, pooled), (one_logits, one_pooled) in zip(together, alone, strict=True):
         np.testing.assert_array_equal(logits, one_logits)  # the same single-threaded arithmetic
         np.testing.assert_array_equal(pooled, one_pooled)
+
+
+def test_a_classifier_in_front_of_another_engine_keeps_its_thresholds(trained: TrainResult) -> None:
+    served = IntentClassifier.load(trained.output_dir)
+    twin = served.with_encoder(OnnxEncoder(trained.output_dir / ONNX_FILE, workers=1))
+    texts = [e.text for e in keyword_examples()][:20] + ["qwzx vbnm"]
+
+    assert [p.out_of_scope for p in twin.parse_batch(texts)] == [p.out_of_scope for p in served.parse_batch(texts)]
+    assert [p.ranking for p in twin.parse_batch(texts)] == [p.ranking for p in served.parse_batch(texts)]
+    assert twin.detector is served.detector and twin.labels == served.labels
+    assert twin._encoder.workers == 1 and served._encoder is not twin._encoder  # the original keeps its own
 
 
 def test_more_workers_give_the_same_parses(trained: TrainResult) -> None:
