@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 from types import MethodType
 from typing import Any, Protocol
@@ -203,33 +204,55 @@ def first_token_last_layer(model: Any) -> Iterator[bool]:
     else:
         yield False
         return
-    layer.forward = MethodType(forward, layer)  # the module stays: its node names too
+    # The layer masks padding with the model's own (batch, tokens) input rather than the 4-D
+    # mask the encoder builds from it: in the exported graph that mask took ~35 shape operators,
+    # kept for this layer alone (the fused attention before it reads the input mask).
+    padding: list[torch.Tensor | None] = [None]
+
+    def keep_mask(_model: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        padding[0] = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+    hook = model.register_forward_pre_hook(keep_mask, with_kwargs=True)
+    layer.forward = MethodType(partial(forward, padding=padding), layer)  # the module stays: its node names too
     try:
         yield True
     finally:
         del layer.forward
+        hook.remove()
 
 
-def _bert_first_token(layer: Any, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                      *args: Any, **kwargs: Any) -> torch.Tensor:
-    """`BertLayer.forward` for the first token's output alone: (batch, tokens, hidden) -> (batch, 1, hidden)."""
+def _bert_first_token(layer: Any, hidden_states: torch.Tensor, *args: Any,
+                      padding: Sequence[torch.Tensor | None], **kwargs: Any) -> torch.Tensor:
+    """`BertLayer.forward` for the first token's output alone: (batch, tokens, hidden) -> (batch, 1, hidden).
+
+    `padding[0]`: the model's (batch, tokens) attention mask, 1 for a token, 0 for padding (or None).
+    """
     attention, heads = layer.attention, layer.attention.self
     first = hidden_states[:, :1]
     context = _first_token_attention(hidden_states, heads.query, heads.key, heads.value, heads.attention_head_size,
-                                     heads.scaling, attention_mask)
+                                     heads.scaling, _padding_bias(padding[0], hidden_states.dtype))
     attended = attention.output(context, first)  # dense, then LayerNorm with the first token's input added
     return layer.feed_forward_chunk(attended)
 
 
 def _mpnet_first_token(layer: Any, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                       position_bias: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> tuple[torch.Tensor]:
+                       position_bias: torch.Tensor | None = None, *args: Any,
+                       padding: Sequence[torch.Tensor | None], **kwargs: Any) -> tuple[torch.Tensor]:
     """`MPNetLayer.forward` for the first token's output alone (its relative position bias included)."""
     attention, heads = layer.attention, layer.attention.attn
     first = hidden_states[:, :1]
     context = _first_token_attention(hidden_states, heads.q, heads.k, heads.v, heads.attention_head_size,
-                                     heads.attention_head_size**-0.5, attention_mask, position_bias)
+                                     heads.attention_head_size**-0.5, _padding_bias(padding[0], hidden_states.dtype),
+                                     position_bias)
     attended = attention.LayerNorm(heads.o(context) + first)
     return (layer.output(layer.intermediate(attended), attended),)
+
+
+def _padding_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """A (batch, tokens) 1/0 attention mask as an additive score bias, (batch, 1, 1, tokens): 0 or dtype's min."""
+    if mask is None:
+        return None
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
 def _first_token_attention(
@@ -310,13 +333,18 @@ class _HeadInputs(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if hasattr(getattr(self.model.base_model, "embeddings", None), "token_type_embeddings"):
+            # Segment 0 everywhere, as the encoder would assume: given, it exports as one operator,
+            # where the encoder's own default (a slice of a buffer) took fifteen.
+            inputs["token_type_ids"] = torch.zeros_like(input_ids)
         head = getattr(self.model, "classifier", None)
         if isinstance(head, torch.nn.Module):
             with _inputs_of(head) as seen:
-                logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (batch, labels)
+                logits = self.model(**inputs).logits  # (batch, labels)
             embeddings = seen[0]  # BERT: dropout(tanh(pooler([CLS]))), (batch, hidden)
         else:  # no `classifier` submodule to watch: the last layer's first token instead
-            output = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            output = self.model(**inputs, output_hidden_states=True)
             logits, embeddings = output.logits, output.hidden_states[-1]
         if embeddings.dim() == 3:  # heads like RoBERTa's take (batch, tokens, hidden) and use token 0
             embeddings = embeddings[:, 0]
