@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 
 from nlu.parse import Entity
 
@@ -33,6 +34,7 @@ _LETTER_SIZE = re.compile(
     re.IGNORECASE,
 )
 _SHOE_SIZE = re.compile(_SIZE_WORD + r"(?P<a>\d{1,2}(?:[.,]5)?)(?![\d.,]*\d)", re.IGNORECASE)
+_SIZE_HINT = re.compile("size", re.IGNORECASE)  # in both size patterns, matched as they match it ("SIZE", "sıze")
 # Common colour words plus the demo catalogue's (oatmeal, sage, ...); a shade word in front
 # ("dark green", "forest green", "dove grey") is kept as part of the value.
 _COLOUR_WORDS = """black white grey gray red blue navy green olive yellow orange pink purple brown
@@ -42,19 +44,26 @@ COLOURS = tuple(_COLOUR_WORDS.split())
 SHADES = ("light", "dark", "pale", "forest", "dove", "dusty", "midnight", "heather")
 _COLOUR_SET = frozenset(COLOURS)
 _LETTERS = re.compile(r"[a-z]+")
+_WORD = re.compile(r"\w+")
 _COLOUR = re.compile(rf"\b(?:(?:{'|'.join(SHADES)})\s+)?(?:{'|'.join(COLOURS)})\b", re.IGNORECASE)
 
 
 def extract_entities(text: str, products: Sequence[str] = ()) -> tuple[Entity, ...]:
-    """Find entities in `text`, ordered by position; `products` are catalogue names to match."""
+    """Find entities in `text`, ordered by position; `products` are catalogue names to match.
+
+    Most messages hold no digit, no "@" and no "size": a rule whose pattern cannot match for
+    want of one is skipped (each check admits everything its pattern could match).
+    """
     found: list[Entity] = []
+    digits = sum(map(str.isdigit, text))  # isdigit: every character \d matches, and more
+    sized = _SIZE_HINT.search(text) is not None
     candidates = (
-        _matches(text, _EMAIL, "email"),
-        _matches(text, _INVOICE, "invoice_number"),
-        _phones(text),
-        _order_ids(text),
+        _matches(text, _EMAIL, "email") if "@" in text else (),
+        _matches(text, _INVOICE, "invoice_number") if digits >= 7 else (),
+        _phones(text) if digits >= 8 else (),
+        _order_ids(text) if digits >= 5 else (),
         _products(text, products),
-        _sizes(text),
+        _sizes(text) if sized else (),
         _colours(text),
     )
     for rule in candidates:  # a generator per rule, so each sees what earlier rules claimed
@@ -89,16 +98,37 @@ def _order_ids(text: str) -> Iterator[Entity]:
 
 
 def _products(text: str, products: Sequence[str]) -> Iterator[Entity]:
-    """Catalogue names, longest first so "Slim Jeans Long" wins over "Slim Jeans"."""
+    """Catalogue names, longest first so "Slim Jeans Long" wins over "Slim Jeans".
+
+    Only the names whose first word the message holds are tried (`_catalogue`): a shop's
+    hundreds of names would otherwise each cost a pattern search on every message.
+    """
+    if not products:
+        return
+    by_first_word = _catalogue(tuple(products))
+    words = {"", *_WORD.findall(_folded(text))}  # "": names with no word in them, always tried
+    candidates = sorted((c for w in words for c in by_first_word.get(w, ())), key=lambda c: (-len(c[0]), c[0]))
     claimed: list[tuple[int, int]] = []
-    for name in sorted({p for p in products if p.strip()}, key=lambda p: (-len(p), p)):
-        pattern = re.compile(r"(?<!\w)" + re.escape(name.strip()) + r"(?!\w)", re.IGNORECASE)
+    for name, pattern in candidates:
         for match in pattern.finditer(text):
             if any(match.start() < end and start < match.end() for start, end in claimed):
                 continue
             claimed.append(match.span())
             # The catalogue spelling, not the shopper's, so actions can look it up directly.
-            yield Entity("product", name.strip(), match.start(), match.end())
+            yield Entity("product", name, match.start(), match.end())
+
+
+@lru_cache(maxsize=8)
+def _catalogue(products: tuple[str, ...]) -> dict[str, list[tuple[str, re.Pattern[str]]]]:
+    """Each catalogue name (trimmed) with its compiled pattern, filed under its first word as
+    `_folded` spells it. A name matches where the message holds it whole between non-word
+    characters, so the message then holds that word whole too."""
+    by_first_word: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    for name in {p.strip() for p in products} - {""}:
+        pattern = re.compile(r"(?<!\w)" + re.escape(name) + r"(?!\w)", re.IGNORECASE)
+        first = next(iter(_WORD.findall(_folded(name))), "")
+        by_first_word.setdefault(first, []).append((name, pattern))
+    return by_first_word
 
 
 def _sizes(text: str) -> Iterator[Entity]:
@@ -110,7 +140,13 @@ def _sizes(text: str) -> Iterator[Entity]:
 
 
 def _colours(text: str) -> Iterator[Entity]:
-    if _COLOUR_SET.isdisjoint(_LETTERS.findall(text.lower())):  # most messages name none: skip the long pattern
+    if _COLOUR_SET.isdisjoint(_LETTERS.findall(_folded(text))):  # most messages name none: skip the long pattern
         return
     for match in _COLOUR.finditer(text):
-        yield Entity("colour", match.group().lower(), match.start(), match.end())
+        yield Entity("colour", _folded(match.group()), match.start(), match.end())
+
+
+def _folded(text: str) -> str:
+    """`text` in lower case as a case-insensitive pattern reads it: "ſ" is "s", and the Turkish
+    dotted and dotless i ("WHİTE", "whıte") are "i"."""
+    return text.casefold().replace("ı", "i").replace("\u0307", "")

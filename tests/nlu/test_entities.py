@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
 
-from nlu.entities import extract_entities
+from nlu import entities
+from nlu.dataset import load_examples
+from nlu.entities import _folded, extract_entities
+from tests.conftest import ROOT
 
 CATALOGUE = (
     "Aurora Merino Sweater",
@@ -80,6 +85,10 @@ CASES = [
     ),
     ("", []),
     ("hello there", []),
+    # case-insensitive as the patterns are: Turkish dotted / dotless i, the long s; values normalised
+    ("a WHİTE shirt", [("colour", "white")]),
+    ("whıte sneakers in sıze 42", [("colour", "white"), ("size", "42")]),
+    ("the ſage one", [("colour", "sage")]),
 ]
 
 
@@ -95,7 +104,7 @@ def test_offsets_index_into_the_given_text(text: str, expected: list[tuple[str, 
     for entity in extract_entities(text, CATALOGUE):
         surface = text[entity.start : entity.end]
         # Values are the text itself, or a normalised spelling of it (catalogue name, case).
-        assert surface.lower() == entity.value.lower()
+        assert _folded(surface) == _folded(entity.value)
 
 
 def test_products_are_only_found_when_a_catalogue_is_given() -> None:
@@ -115,3 +124,47 @@ def test_extraction_is_deterministic() -> None:
     text = "order 10023, Slim Jeans Long in size L, red"
 
     assert extract_entities(text, CATALOGUE) == extract_entities(text, tuple(reversed(CATALOGUE)))
+
+
+def _every_rule(text: str, products: tuple[str, ...]) -> tuple[entities.Entity, ...]:
+    """`extract_entities` as it was before rules were skipped: every pattern runs on every message."""
+    found: list[entities.Entity] = []
+    rules = (
+        entities._matches(text, entities._EMAIL, "email"),
+        entities._matches(text, entities._INVOICE, "invoice_number"),
+        entities._phones(text),
+        entities._order_ids(text),
+        _every_product(text, products),
+        entities._sizes(text),
+        (entities.Entity("colour", _folded(m.group()), *m.span()) for m in entities._COLOUR.finditer(text)),
+    )
+    for rule in rules:
+        for entity in rule:
+            if not any(entity.start < e.end and e.start < entity.end for e in found):
+                found.append(entity)
+    return tuple(sorted(found, key=lambda e: (e.start, e.end)))
+
+
+def _every_product(text: str, products: tuple[str, ...]) -> Iterator[entities.Entity]:
+    """Every catalogue name's pattern searched, longest name first."""
+    claimed: list[tuple[int, int]] = []
+    for name in sorted({p.strip() for p in products} - {""}, key=lambda p: (-len(p), p)):
+        for match in re.finditer(r"(?<!\w)" + re.escape(name) + r"(?!\w)", text, re.IGNORECASE):
+            if not any(match.start() < end and start < match.end() for start, end in claimed):
+                claimed.append(match.span())
+                yield entities.Entity("product", name, *match.span())
+
+
+def test_skipping_rules_that_cannot_match_changes_no_result() -> None:
+    data = ROOT / "data"
+    robustness = [e.text for e in load_examples(data / "tests" / "robustness.yml")]
+    texts = [text for text, _ in CASES] + robustness
+    variants = [v for t in texts for v in (t, t.upper(), t.replace("i", "ı"), t.replace("I", "İ"), t.replace("s", "ſ"))]
+    variants += [e.text for e in load_examples(data / "nlu.yml")]
+    catalogue = (*CATALOGUE, *robustness[:20], "(RED) tee")  # whole messages as names: each matches its own
+
+    differ = [t for t in variants if extract_entities(t, catalogue) != _every_rule(t, catalogue)]
+
+    assert not differ
+    assert sum(bool(_every_rule(t, catalogue)) for t in variants) > 500  # the texts do hold entities
+    assert sum(e.entity == "product" for t in variants for e in _every_rule(t, catalogue)) > 100
