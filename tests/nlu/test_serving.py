@@ -59,6 +59,10 @@ def test_layers_before_the_last_export_with_fused_int8_attention(tmp_path: Path)
     assert ops["QAttention"] == 2  # layers 0 and 1; the last one computes the first token alone
     assert ops["QEmbedLayerNormalization"] == 1
     assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] == 6
+    # The last layer masks padding with the input mask, and the segment ids are given: neither the
+    # encoder's 4-D mask (Range, GreaterOrEqual, And) nor its buffer of segment ids (GatherElements)
+    # is built in the graph, only for the one layer that would read it.
+    assert not {"Range", "GreaterOrEqual", "And", "GatherElements"} & set(ops)
     whole = onnx.load(export_onnx(model, tmp_path / "whole.onnx", 2, 32, first_token_only=False)).graph
     assert Counter(node.op_type for node in whole.node)["QAttention"] == 3
 
@@ -119,8 +123,9 @@ def test_the_last_layer_computed_for_the_first_token_alone_gives_the_same_output
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
 def test_the_exported_first_token_graph_computes_what_torch_does(architecture: str, tmp_path: Path) -> None:
-    """Traced on a (2, 8) batch of ones, the graph must still slice the right mask row for other
-    shapes and padding. Every node kept fp32, so only export errors show."""
+    """Traced on a (2, 8) batch of ones, the graph must still mask the padding of other shapes
+    (the last layer builds its mask from the input one). Every node kept fp32, so only export
+    errors show."""
     build, rows, pad = ARCHITECTURES[architecture]
     model = build()
     graph = export_onnx(model, tmp_path / "model.onnx", 2, 32, keep_fp32=(re.compile(""),))  # matches every name
