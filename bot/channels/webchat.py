@@ -29,6 +29,7 @@ from bot.channels.webchat_session import open_session, sign_session, verified_cu
 from bot.desk import HandoffDesk, shopper_topic
 from bot.engine import Engine, InputRejected
 from bot.settings import Settings
+from bot.state.locks import KeyedLocks
 from bot.state.seen import SeenMessages
 from bot.types import Conversation, InboundMessage
 
@@ -58,6 +59,7 @@ class WebChat:
         self._identity_secret = settings.secrets.widget_identity_secret.reveal().encode()
         self._buckets: dict[str, _Bucket] = {}
         self._answering: set[asyncio.Task[None]] = set()  # answers that outlive their socket
+        self._turns = KeyedLocks()  # per conversation: one message answered at a time, in arrival order
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """Its own origin, a configured one, or no Origin at all (not a browser: CORS is a browser matter)."""
@@ -155,12 +157,20 @@ class WebChat:
 
     async def _message(self, socket: WebSocket, engine: Engine, desk: HandoffDesk, seen: SeenMessages,
                        session: _Session, frame: dict[str, Any]) -> None:
-        """Answer one message. Typing, drafts and replies go out on the conversation's bus topic, so
-        every open socket of the conversation gets them, also one that reconnected meanwhile."""
+        """Check a message frame, then answer it in its turn."""
         message_id, text = frame.get("id"), frame.get("text")
         if not isinstance(message_id, str) or not 0 < len(message_id) <= 64 or not isinstance(text, str):
             await _try_send(socket, type="error", text="a message needs an id (up to 64 characters) and a text")
             return
+        # Answered in the order received, whichever of the conversation's sockets brought them: a
+        # message that one socket claimed must not be overtaken by the next one resent on another.
+        async with self._turns.hold(session.conversation_id):
+            await self._answer(socket, engine, desk, seen, session, message_id, text, frame.get("display"))
+
+    async def _answer(self, socket: WebSocket, engine: Engine, desk: HandoffDesk, seen: SeenMessages,
+                      session: _Session, message_id: str, text: str, display: Any) -> None:
+        """Answer one message. Typing, drafts and replies go out on the conversation's bus topic, so
+        every open socket of the conversation gets them, also one that reconnected meanwhile."""
         if not await seen.first_time(session.conversation_id, message_id):
             await _try_send(socket, type="ack", id=message_id, duplicate=True)  # already answered (or being answered)
             return
@@ -171,7 +181,6 @@ class WebChat:
         async def draft(reply_id: str, so_far: str) -> None:
             await desk.bus.publish(topic, {"type": "draft", "reply_id": reply_id, "text": so_far})
 
-        display = frame.get("display")
         inbound = InboundMessage(CHANNEL, session.conversation_id, text, user_id=session.customer,
                                  metadata=session.metadata, display=display[:200] if isinstance(display, str) else "",
                                  message_id=message_id)

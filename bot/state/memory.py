@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from bot.state.locks import KeyedLocks
 from bot.state.store import (
     ConversationBusy,
     Event,
@@ -27,12 +27,6 @@ class _Entry:
     conversation_expires: float = 0.0
     events: list[str] = field(default_factory=list)
     events_expires: float = 0.0
-
-
-@dataclass
-class _LockSlot:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0  # holders plus waiters; the slot is dropped when it reaches 0
 
 
 class MemoryStore:
@@ -56,7 +50,7 @@ class MemoryStore:
         self._lock_wait_ms = lock_wait_ms
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
-        self._locks: dict[str, _LockSlot] = {}
+        self._locks = KeyedLocks()
         self._next_sweep = clock() + ttl_s
 
     async def load(self, conversation_id: str) -> Conversation | None:
@@ -94,23 +88,12 @@ class MemoryStore:
     @asynccontextmanager
     async def lock(self, conversation_id: str) -> AsyncIterator[None]:
         """Hold the conversation exclusively; raises ConversationBusy after lock_wait_ms."""
-        slot = self._locks.setdefault(conversation_id, _LockSlot())
-        slot.users += 1
+        if not await self._locks.acquire(conversation_id, self._lock_wait_ms / 1000):
+            raise ConversationBusy(conversation_id, self._lock_wait_ms)
         try:
-            try:
-                # asyncio.timeout (not wait_for): a lock granted at the deadline is never lost.
-                async with asyncio.timeout(self._lock_wait_ms / 1000):
-                    await slot.lock.acquire()
-            except TimeoutError:
-                raise ConversationBusy(conversation_id, self._lock_wait_ms) from None
-            try:
-                yield
-            finally:
-                slot.lock.release()
+            yield
         finally:
-            slot.users -= 1
-            if slot.users == 0:
-                del self._locks[conversation_id]
+            self._locks.release(conversation_id)
 
     async def ping(self) -> bool:
         """Always True: memory is always there."""

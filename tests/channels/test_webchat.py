@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from bot.app import build_app
+from bot.channels.webchat import WebChat
 from bot.channels.webchat_session import identity_signature, open_session, sign_session
 from bot.settings import Settings
 from bot.state.keys import StoreKeys
@@ -98,6 +100,34 @@ def test_a_message_resent_after_a_dropped_connection_is_answered_once(client: Te
         assert shopper.says("thank you")
     conversation = client.get(f"/api/v1/conversations/{session['conversation_id']}").json()
     assert [t["text"] for t in conversation["history"] if t["role"] == "user"] == ["hello", "thank you"]
+
+
+def test_messages_claimed_on_two_sockets_are_answered_in_the_order_typed(client: TestClient,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back online, the browser delivers what the old socket held and the widget resends it all on
+    a new one: the new socket's next message must wait for the old socket's answer."""
+    slow_down = WebChat._slow_down
+    calls = []
+
+    async def late_first_answer(self: WebChat, socket: Any, conversation_id: str) -> None:
+        calls.append(conversation_id)
+        if len(calls) == 1:  # the old socket's answer is slow to start, after its ack
+            await asyncio.sleep(0.5)
+        await slow_down(self, socket, conversation_id)
+
+    monkeypatch.setattr(WebChat, "_slow_down", late_first_answer)
+    with widget(client) as old_socket, widget(client) as new_socket:
+        token = Widget(old_socket).hello()["token"]
+        Widget(new_socket).hello(token)
+        old_socket.send_json({"type": "message", "id": "m-1", "text": "where is my order 10023?"})
+        assert old_socket.receive_json() == {"type": "ack", "id": "m-1"}
+        new_socket.send_json({"type": "message", "id": "m-1", "text": "where is my order 10023?"})
+        new_socket.send_json({"type": "message", "id": "m-2", "text": "thank you"})
+        frames = []
+        while len(replies := [f["text"] for f in frames if f["type"] == "reply"]) < 2:
+            frames.append(new_socket.receive_json())
+    assert "JJD0001234567" in replies[0] and "welcome" in replies[1].lower()
+    assert {"type": "ack", "id": "m-1", "duplicate": True} in frames and {"type": "ack", "id": "m-2"} in frames
 
 
 def test_a_forged_or_foreign_token_starts_a_new_conversation(client: TestClient) -> None:
