@@ -122,6 +122,11 @@ class IntentClassifier:
             class_threshold=scope.get("class_threshold"),
         )
 
+    @property
+    def encoder(self) -> Encoder:
+        """What runs the model: `TorchEncoder` or `OnnxEncoder`."""
+        return self._encoder
+
     def with_encoder(self, encoder: Encoder) -> IntentClassifier:
         """The same classifier (tokenizer, labels, thresholds, detector) in front of another engine
         for the same weights and runtime: what a benchmark comparing engines needs."""

@@ -23,7 +23,7 @@ from transformers import (
     MPNetForSequenceClassification,
 )
 
-from nlu import IntentScore, Parse
+from nlu import IntentScore, Parse, runtime
 from nlu.batching import BatcherClosedError, MicroBatcher
 from nlu.classifier import METADATA_FILE, IntentClassifier, length_groups
 from nlu.runtime import FFN_OUTPUT_NODES, ONNX_FILE, OnnxEncoder, _HeadInputs, export_onnx, first_token_last_layer
@@ -241,6 +241,63 @@ def test_the_encoder_runs_length_groups_side_by_side_and_returns_them_in_order(
     for (logits, pooled), (one_logits, one_pooled) in zip(together, alone, strict=True):
         np.testing.assert_array_equal(logits, one_logits)  # the same single-threaded arithmetic
         np.testing.assert_array_equal(pooled, one_pooled)
+
+
+def test_a_lone_batch_runs_on_the_session_that_spreads_it_over_the_cores(
+    trained: TrainResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spread = OnnxEncoder(trained.output_dir / ONNX_FILE, workers=2, lone_threads=2)
+    single = OnnxEncoder(trained.output_dir / ONNX_FILE, workers=2, lone_threads=1)
+    ids = np.random.default_rng(1).integers(5, 40, (3, 11))
+    batch = (ids, np.ones_like(ids))
+    assert spread.lone_threads == 2 and spread._lone is not spread._session
+    assert single.lone_threads == 1 and single._lone is single._session
+    lone, runs = spread._lone, []
+
+    class Recording:  # the two-thread session, noting its runs
+        def run(self, *args: object) -> object:
+            runs.append(args)
+            return lone.run(*args)
+
+    monkeypatch.setattr(spread, "_lone", Recording())
+    [(logits, pooled)] = spread.map([batch])
+    assert len(runs) == 1
+    [(one_logits, one_pooled)] = single.map([batch])
+    np.testing.assert_allclose(logits, one_logits, rtol=1e-5, atol=1e-5)  # sums split over two threads
+    np.testing.assert_allclose(pooled, one_pooled, rtol=1e-5, atol=1e-5)
+    assert OnnxEncoder(trained.output_dir / ONNX_FILE, workers=1).lone_threads == 1  # one core: nothing to spread
+
+
+class _Clock:
+    """perf_counter for `faster_than`: advanced only by the fake sessions' runs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def session(self, *costs: float) -> Any:
+        """A session whose runs take `costs` seconds, the last one from then on."""
+        clock, runs = self, iter(costs)
+
+        class Session:
+            last = costs[-1]
+
+            def run(self, *args: object) -> None:
+                clock.now += next(runs, self.last)
+
+        return Session()
+
+
+@pytest.mark.parametrize(("candidate", "current", "chosen"), [
+    ((0.0020,), (0.0030,), True),  # a third faster
+    ((0.0029,), (0.0030,), False),  # not clearly faster: not worth a second core
+    ((0.0040,), (0.0030,), False),
+])
+def test_the_lone_batch_session_is_kept_only_when_it_is_clearly_faster(
+    monkeypatch: pytest.MonkeyPatch, candidate: tuple[float, ...], current: tuple[float, ...], chosen: bool
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: clock.now)
+    assert runtime.faster_than(clock.session(*candidate), clock.session(*current)) is chosen
 
 
 def test_a_classifier_in_front_of_another_engine_keeps_its_thresholds(trained: TrainResult) -> None:
